@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine:
+#   make test   venv, install, ruff, mypy, pytest (no Pulumi CLI, no AWS needed)
+#   make up     venv, pre-flight checks, `pulumi up` on the upstream stack, then the downstream
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+# State lives in a local folder unless PULUMI_BACKEND_URL points at S3 or Pulumi Cloud.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+UPSTREAM_STACK ?= upstream
+DOWNSTREAM_STACK ?= downstream
+
+.PHONY: test lint typecheck unit up preview clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test: lint typecheck unit
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+unit: $(INSTALLED)
+	$(BIN)/pytest
+
+up: $(INSTALLED)
+	$(BIN)/python -m scripts.deploy up --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
+
+preview: $(INSTALLED)
+	$(BIN)/python -m scripts.deploy preview --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

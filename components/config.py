@@ -19,6 +19,7 @@ import pulumi
 
 from components import quotas
 from components.aws_names import ROOT_PREFIX, Region, UnknownRegionError, region
+from components.config_error import ConfigError
 from components.policies import OWNED_SIDS
 
 NAMESPACE = "ecr-ptc"
@@ -94,14 +95,6 @@ REPOSITORY_NAME_PATTERN = re.compile(
 ROLE_NAME_PATTERN = re.compile(r"^[\w+=,.@-]+$")
 STACK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 RULE_FIELDS = ("ecrRepositoryPrefix", "upstreamRepositoryPrefix")
-
-
-class ConfigError(pulumi.RunError, ValueError):
-    """Bad configuration. RunError makes `pulumi up` print the message without a traceback."""
-
-    def __init__(self, key: str, value: object, valid: str) -> None:
-        self.key, self.value, self.valid = key, value, valid
-        super().__init__(f"config {key}: {value!r} is not valid: {valid}")
 
 
 @dataclass(frozen=True)

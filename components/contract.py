@@ -25,10 +25,10 @@ from components.config import (
     RULES,
     UPSTREAM_STACK,
     CacheRule,
-    ConfigError,
     DownstreamConfig,
 )
 from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
+from components.config_error import ConfigError
 
 # Upstream stack outputs.
 UPSTREAM_ACCOUNT_ID = "upstreamAccountId"

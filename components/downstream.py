@@ -14,7 +14,7 @@ from components.aws_names import (
     repositories_under,
     repository_arn,
 )
-from components.config import DownstreamConfig
+from components.config import RULES, DownstreamConfig
 from components.contract import UpstreamFacts, check_pairing, upstream_repository_arns
 from components.policies import (
     cache_role_permissions,
@@ -43,6 +43,8 @@ def role_permissions_text(config: DownstreamConfig, facts: UpstreamFacts, accoun
         canonical_json(document),
         quotas.ROLE_INLINE_POLICIES_MAX_CHARS,
         "cache role's permission policy",
+        RULES.full,
+        f"{len(config.rules)} rules in {len(config.regions)} regions",
         "configure fewer ecr-ptc:regions or ecr-ptc:rules in this stack, or split them "
         "across stacks",
     )
@@ -97,12 +99,7 @@ class PullThroughCache(pulumi.ComponentResource):
             description=upstream.apply(
                 lambda u: f"Assumed by ECR pull through cache to copy images from {u.registry_url}"
             ),
-            assume_role_policy=require_within(
-                canonical_json(cache_role_trust_policy()),
-                quotas.ROLE_TRUST_POLICY_MAX_CHARS,
-                "cache role's trust policy",
-                "this is a bug in ecr-ptc",
-            ),
+            assume_role_policy=canonical_json(cache_role_trust_policy()),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.role_policy = aws.iam.RolePolicy(

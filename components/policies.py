@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from components.aws_names import account_root_arn
+from components.config_error import ConfigError
 
 PolicyDocument = dict[str, Any]
 Statement = dict[str, Any]
@@ -146,14 +147,16 @@ def cache_role_permissions(
     )
 
 
-class PolicyTooLargeError(ValueError):
-    pass
+class PolicyTooLargeError(ConfigError):
+    """The config asks for a grant larger than AWS accepts."""
 
 
-def require_within(text: str, limit: int, what: str, advice: str) -> str:
-    """Return `text`, or fail naming the document, its size, the quota and what to do."""
+def require_within(text: str, limit: int, what: str, key: str, value: object, advice: str) -> str:
+    """Return `text`, or fail naming the config key behind it, the sizes and what to do."""
     if len(text) > limit:
         raise PolicyTooLargeError(
-            f"the {what} would be {len(text)} characters, over the AWS quota of {limit}; {advice}"
+            key,
+            value,
+            f"the {what} would be {len(text)} characters, over the AWS quota of {limit}; {advice}",
         )
     return text

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import quotas
-from components.config import ORGANIZATION_ID, UpstreamConfig
+from components.config import DOWNSTREAM_ACCOUNT_IDS, ORGANIZATION_ID, UpstreamConfig
 from components.contract import shared_repository_arn_pattern
 from components.policies import (
     canonical_json,
@@ -22,6 +22,10 @@ _TOO_MANY_ACCOUNTS = (
 )
 
 
+def _grantees(config: UpstreamConfig) -> tuple[str, str]:
+    return DOWNSTREAM_ACCOUNT_IDS.full, f"{len(config.downstream_account_ids)} accounts"
+
+
 def registry_policy_text(config: UpstreamConfig, account_id: str) -> str:
     """The whole registry policy: ours and the statements others own, which must survive."""
     pattern = shared_repository_arn_pattern(config.region, account_id, config.repository_prefix)
@@ -33,6 +37,7 @@ def registry_policy_text(config: UpstreamConfig, account_id: str) -> str:
         canonical_json(document),
         quotas.REGISTRY_POLICY_MAX_CHARS,
         f"registry policy of {config.region.name}",
+        *_grantees(config),
         _TOO_MANY_ACCOUNTS,
     )
 
@@ -45,6 +50,7 @@ def repository_policy_text(config: UpstreamConfig) -> str:
         canonical_json(policy_document(ours)),
         quotas.REPOSITORY_POLICY_MAX_CHARS,
         "repository policy",
+        *_grantees(config),
         _TOO_MANY_ACCOUNTS,
     )
 

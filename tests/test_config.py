@@ -8,7 +8,6 @@ import pytest
 
 from components.aws_names import ROOT_PREFIX
 from components.config import (
-    ConfigError,
     DownstreamConfig,
     UpstreamConfig,
     parse,
@@ -16,6 +15,7 @@ from components.config import (
     parse_upstream,
     resolve_side,
 )
+from components.config_error import ConfigError
 from tests.pulumi_run import cli_config, project_defaults
 
 UPSTREAM: dict[str, Any] = {

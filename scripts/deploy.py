@@ -101,7 +101,14 @@ def deploy(
             side_env["AWS_PROFILE"] = side.profile
         steps = [
             [pulumi, "stack", "select", "--create", side.stack],
-            [pulumi, command, "--stack", side.stack, *(["--yes"] if yes else [])],
+            # `--yes` (YES=1) skips up's confirmation prompt; preview has none to skip.
+            [
+                pulumi,
+                command,
+                "--stack",
+                side.stack,
+                *(["--yes"] if yes and command == "up" else []),
+            ],
         ]
         for step in steps:
             result = run(step, cwd=PROJECT_DIR, env=side_env, check=False)

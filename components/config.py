@@ -474,8 +474,31 @@ def parse_downstream(get: RawConfig) -> DownstreamConfig:
     )
 
 
+def _holds_default(key: Key, raw: str) -> bool:
+    if isinstance(key.default, str):
+        return raw == key.default
+    try:
+        return bool(json.loads(raw) == key.default)
+    except json.JSONDecodeError:
+        return False
+
+
+def _refuse_other_side_keys(get: RawConfig, side: Side) -> None:
+    """A key of the other side set here is a mistake that would otherwise be silently ignored
+    (rules in an upstream stack create no rule)."""
+    for key in KEYS:
+        if key.side in ("both", side):
+            continue
+        raw = _raw(get, key)
+        if raw is not None and not _holds_default(key, raw):
+            raise ConfigError(
+                key.full, raw, f"unset in a {side} stack: it configures the {key.side} stack"
+            )
+
+
 def parse(get: RawConfig, stack_name: str) -> StackConfig:
     side = resolve_side(get, stack_name)
+    _refuse_other_side_keys(get, side)
     return parse_upstream(get) if side == "upstream" else parse_downstream(get)
 
 

@@ -246,3 +246,16 @@ def test_missing_region() -> None:
 def test_the_thirty_character_prefix_and_fifty_rules_are_accepted() -> None:
     assert len(downstream(rules=_rules("a" * 30)).rules) == 1
     assert len(downstream(rules=_rules(*(f"team-{i}" for i in range(50)))).rules) == 50
+
+
+def test_keys_of_the_other_side_are_refused() -> None:
+    expect_error("ecr-ptc:rules", "ecrRepositoryPrefix", "configures the downstream stack",
+                 lambda: parse(raw({**UPSTREAM, "ecr-ptc:rules": [{"ecrRepositoryPrefix": "x1"}]}), "upstream"))  # fmt: skip
+    expect_error("ecr-ptc:downstreamAccountIds", "444455556666", "configures the upstream stack",
+                 lambda: parse(raw({**DOWNSTREAM, "ecr-ptc:downstreamAccountIds": ["444455556666"]}), "downstream"))  # fmt: skip
+
+
+def test_project_defaults_of_the_other_side_are_not_mistakes() -> None:
+    # Pulumi.yaml's defaults reach every stack; they must not trip the check above.
+    assert isinstance(parse(raw(DOWNSTREAM), "downstream"), DownstreamConfig)
+    assert isinstance(parse(raw(UPSTREAM), "upstream"), UpstreamConfig)

@@ -7,6 +7,20 @@ from typing import Any
 from policy_sentry.querying.actions import get_action_data
 from policy_sentry.util.arns import does_arn_match
 
+# From the issue and AWS's documentation, written out here rather than imported so that a change
+# to the program's action lists has to agree with the spec to pass.
+SPEC_UPSTREAM_GRANT = frozenset(
+    {
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchImportUpstreamImage",
+        "ecr:GetImageCopyStatus",
+    }
+)
+SPEC_CACHE_WRITES = frozenset(
+    {"ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"}
+)
+
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]

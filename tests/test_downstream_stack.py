@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from components.config_error import ConfigError
-from components.policies import CACHE_WRITE_ACTIONS
-from tests.iam_check import iam_problems
+from tests.iam_check import SPEC_CACHE_WRITES, iam_problems
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     UPSTREAM_ACCOUNT,
@@ -121,7 +120,7 @@ def test_role_permissions_are_least_privilege() -> None:
             if isinstance(statement["Resource"], list)
             else [statement["Resource"]]
         )
-        if set(CACHE_WRITE_ACTIONS) & set(statement["Action"]):
+        if SPEC_CACHE_WRITES & set(statement["Action"]):
             assert all(f":{DOWNSTREAM_ACCOUNT}:repository/" in r for r in resources), statement
     fill = next(s for s in policy["Statement"] if s["Sid"] == "FillCache")
     assert fill["Resource"] == sorted(

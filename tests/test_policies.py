@@ -21,7 +21,7 @@ from components.policies import (
     policy_document,
     upstream_read_statements,
 )
-from tests.iam_check import iam_problems, resource_formats
+from tests.iam_check import SPEC_CACHE_WRITES, SPEC_UPSTREAM_GRANT, iam_problems, resource_formats
 
 UP = region("us-east-1")
 EU = region("eu-west-1")
@@ -38,7 +38,7 @@ def test_every_action_is_a_real_ecr_action_on_repositories() -> None:
 def test_upstream_grant_is_read_only_and_scoped() -> None:
     [statement] = upstream_read_statements("aws", ["444455556666"], None, PATTERN)
     assert statement["Principal"] == {"AWS": "arn:aws:iam::444455556666:root"}
-    assert set(statement["Action"]) == set(CACHE_READ_ACTIONS)
+    assert set(statement["Action"]) == SPEC_UPSTREAM_GRANT
     assert not any("*" in a for a in statement["Action"])
     assert statement["Resource"] == PATTERN
     assert iam_problems(policy_document([statement])) == []
@@ -106,13 +106,13 @@ def test_role_permissions_least_privilege() -> None:
     assert star == [by_sid["RegistryLogin"]]
     assert by_sid["RegistryLogin"]["Action"] == "ecr:GetAuthorizationToken"
     # Upstream: read only, the rule's upstream namespace and (for the ROOT rule) the shared pattern.
-    assert set(by_sid["ReadUpstream"]["Action"]) == set(CACHE_READ_ACTIONS)
+    assert set(by_sid["ReadUpstream"]["Action"]) == SPEC_UPSTREAM_GRANT
     assert by_sid["ReadUpstream"]["Resource"] == sorted(
         [PATTERN, "arn:aws:ecr:us-east-1:111122223333:repository/golden/*"]
     )
     # Writes only on this account's cache namespaces, in every configured region.
     fill = by_sid["FillCache"]
-    assert set(CACHE_WRITE_ACTIONS) <= set(fill["Action"])
+    assert set(fill["Action"]) >= SPEC_CACHE_WRITES
     assert fill["Resource"] == sorted(
         f"arn:aws:ecr:{r}:444455556666:repository/{p}/*"
         for r in ("eu-west-1", "eu-central-1")
@@ -121,8 +121,7 @@ def test_role_permissions_least_privilege() -> None:
     writes = [
         s
         for s in document["Statement"]
-        if set(CACHE_WRITE_ACTIONS)
-        & set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        if SPEC_CACHE_WRITES & set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     ]
     assert writes == [fill]
 

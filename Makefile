@@ -12,7 +12,7 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit up preview clean
+.PHONY: test lint typecheck unit up preview verify clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ up: $(INSTALLED)
 
 preview: $(INSTALLED)
 	$(BIN)/python -m scripts.deploy preview --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
+
+# After `make up`: ask ECR whether each rule of the downstream stack works.
+verify: $(INSTALLED)
+	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -68,7 +68,12 @@ def repositories_under(prefix: str | None) -> str:
 
 
 def repository_arn(where: Region, account_id: str, name_pattern: str) -> str:
-    return f"arn:{where.partition}:ecr:{where.name}:{account_id}:repository/{name_pattern}"
+    return repository_arn_in(where.partition, where.name, account_id, name_pattern)
+
+
+def repository_arn_in(partition: str, region_name: str, account_id: str, name_pattern: str) -> str:
+    """A repository ARN; `region_name` may be `*` where a condition names the regions."""
+    return f"arn:{partition}:ecr:{region_name}:{account_id}:repository/{name_pattern}"
 
 
 def account_root_arn(partition: str, account_id: str) -> str:

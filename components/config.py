@@ -63,6 +63,8 @@ UPSTREAM_REGION = Key("upstreamRegion", "downstream", "string", "")
 RULES = Key("rules", "downstream", None, [])
 REGIONS = Key("regions", "downstream", "array", [], "string")
 ROLE_NAME = Key("roleName", "downstream", "string", "")
+REPOSITORY_TEMPLATE = Key("repositoryTemplate", "downstream", None, None)
+CONSUMER_ROLE_NAMES = Key("consumerRoleNames", "downstream", "array", [], "string")
 
 KEYS: tuple[Key, ...] = (
     SIDE,
@@ -79,6 +81,8 @@ KEYS: tuple[Key, ...] = (
     RULES,
     REGIONS,
     ROLE_NAME,
+    REPOSITORY_TEMPLATE,
+    CONSUMER_ROLE_NAMES,
 )
 AWS_REGION_KEY = "aws:region"
 
@@ -93,6 +97,19 @@ REPOSITORY_NAME_PATTERN = re.compile(
     r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
 )
 ROLE_NAME_PATTERN = re.compile(r"^[\w+=,.@-]+$")
+KMS_KEY_ARN_PATTERN = re.compile(
+    r"^arn:(?P<partition>[a-z-]+):kms:(?P<region>[a-z0-9-]+):\d{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+IMAGE_TAG_MUTABILITY = ("MUTABLE", "IMMUTABLE")
+TEMPLATE_FIELDS = (
+    "imageTagMutability",
+    "expireUntaggedAfterDays",
+    "keepLastImages",
+    "kmsKeyArn",
+    "resourceTags",
+    "description",
+)
 STACK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 RULE_FIELDS = ("ecrRepositoryPrefix", "upstreamRepositoryPrefix")
 
@@ -124,6 +141,27 @@ class DirectUpstream:
 
 
 @dataclass(frozen=True)
+class RepositoryTemplate:
+    """Settings for the repositories ECR creates on a rule's first pull."""
+
+    image_tag_mutability: str = "MUTABLE"
+    expire_untagged_after_days: int | None = None
+    keep_last_images: int | None = None
+    # Region name -> KMS key ARN, one per configured region; empty: AES256.
+    kms_key_arns: tuple[tuple[str, str], ...] = ()
+    resource_tags: tuple[tuple[str, str], ...] = ()
+    description: str | None = None
+
+    def kms_key_arn(self, region_name: str) -> str | None:
+        return dict(self.kms_key_arns).get(region_name)
+
+    @property
+    def needs_role(self) -> bool:
+        """ECR needs a role of ours on the template only to use a KMS key or to tag."""
+        return bool(self.kms_key_arns or self.resource_tags)
+
+
+@dataclass(frozen=True)
 class DownstreamConfig:
     region: Region
     regions: tuple[Region, ...]
@@ -131,6 +169,8 @@ class DownstreamConfig:
     role_name: str | None
     upstream_stack: str | None
     upstream: DirectUpstream | None
+    repository_template: RepositoryTemplate | None = None
+    consumer_role_names: tuple[str, ...] = ()
 
 
 StackConfig = UpstreamConfig | DownstreamConfig
@@ -394,6 +434,136 @@ def _rules(get: RawConfig) -> tuple[CacheRule, ...]:
     return tuple(rules)
 
 
+def _role_name(key: str, value: object) -> str:
+    if not (
+        isinstance(value, str)
+        and len(value) <= quotas.ROLE_NAME_MAX_CHARS
+        and ROLE_NAME_PATTERN.match(value)
+    ):
+        raise ConfigError(
+            key,
+            value,
+            f"an IAM role name: 1 to {quotas.ROLE_NAME_MAX_CHARS} letters, digits or +=,.@_-",
+        )
+    return value
+
+
+def _positive_int(key: str, value: object) -> int:
+    # bool is an int in Python; `true` is not a number of days.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "a whole number of at least 1")
+    return value
+
+
+def _kms_key_arns(
+    key: str, value: object, regions: tuple[Region, ...]
+) -> tuple[tuple[str, str], ...]:
+    names = [r.name for r in regions]
+    if isinstance(value, str):
+        if len(regions) != 1:
+            raise ConfigError(
+                key,
+                value,
+                f"a map of region to key ARN covering every region of "
+                f"{REGIONS.full} ({', '.join(names)}): a KMS key serves only its own region",
+            )
+        value = {names[0]: value}
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "a KMS key ARN, or a map of region to key ARN")
+    if sorted(value) != sorted(names):
+        raise ConfigError(
+            key, sorted(value), f"one key ARN for each region of {REGIONS.full}: {', '.join(names)}"
+        )
+    partition = regions[0].partition
+    for region_name, arn in value.items():
+        match = KMS_KEY_ARN_PATTERN.match(arn) if isinstance(arn, str) else None
+        if match is None:
+            raise ConfigError(
+                f"{key}.{region_name}" if len(regions) > 1 else key,
+                arn,
+                "a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<key-id> (not an alias)",
+            )
+        if match["region"] != region_name or match["partition"] != partition:
+            raise ConfigError(
+                f"{key}.{region_name}" if len(regions) > 1 else key,
+                arn,
+                f"a key in {region_name} ({partition}): ECR uses only a key in the repository's "
+                "own region",
+            )
+    return tuple(sorted(value.items()))
+
+
+def _resource_tags(key: str, value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "a map of tag keys to values")
+    if len(value) > quotas.MAX_TAGS_PER_RESOURCE:
+        raise ConfigError(
+            key, f"{len(value)} tags", f"at most {quotas.MAX_TAGS_PER_RESOURCE} tags (AWS's limit)"
+        )
+    for tag, tag_value in value.items():
+        if not 1 <= len(tag) <= quotas.TAG_KEY_MAX_CHARS or tag.lower().startswith("aws:"):
+            raise ConfigError(
+                f"{key}.{tag}",
+                tag,
+                f"a tag key of 1 to {quotas.TAG_KEY_MAX_CHARS} characters, "
+                "not starting with 'aws:'",
+            )
+        if not isinstance(tag_value, str) or len(tag_value) > quotas.TAG_VALUE_MAX_CHARS:
+            raise ConfigError(
+                f"{key}.{tag}",
+                tag_value,
+                f"a string of at most {quotas.TAG_VALUE_MAX_CHARS} characters",
+            )
+    return tuple(sorted(value.items()))
+
+
+def _repository_template(get: RawConfig, regions: tuple[Region, ...]) -> RepositoryTemplate | None:
+    key = REPOSITORY_TEMPLATE.full
+    raw = _raw(get, REPOSITORY_TEMPLATE)
+    if raw is None or raw == "null":
+        return None
+    value = _json(get, REPOSITORY_TEMPLATE, dict, f"a mapping with any of {TEMPLATE_FIELDS}")
+    unknown = sorted(set(value) - set(TEMPLATE_FIELDS))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", value[unknown[0]], f"one of {TEMPLATE_FIELDS}")
+    mutability = value.get("imageTagMutability", "MUTABLE")
+    if mutability not in IMAGE_TAG_MUTABILITY:
+        raise ConfigError(
+            f"{key}.imageTagMutability",
+            mutability,
+            "MUTABLE (recommended for a cache, so tags "
+            "can be refreshed from the upstream) or IMMUTABLE",
+        )
+    days, keep = value.get("expireUntaggedAfterDays"), value.get("keepLastImages")
+    description = value.get("description")
+    if description is not None and not (
+        isinstance(description, str) and len(description) <= quotas.TEMPLATE_DESCRIPTION_MAX_CHARS
+    ):
+        raise ConfigError(
+            f"{key}.description",
+            description,
+            f"a string of at most {quotas.TEMPLATE_DESCRIPTION_MAX_CHARS} characters",
+        )
+    return RepositoryTemplate(
+        image_tag_mutability=mutability,
+        expire_untagged_after_days=(
+            None if days is None else _positive_int(f"{key}.expireUntaggedAfterDays", days)
+        ),
+        keep_last_images=None if keep is None else _positive_int(f"{key}.keepLastImages", keep),
+        kms_key_arns=(
+            ()
+            if value.get("kmsKeyArn") is None
+            else _kms_key_arns(f"{key}.kmsKeyArn", value["kmsKeyArn"], regions)
+        ),
+        resource_tags=(
+            ()
+            if value.get("resourceTags") is None
+            else _resource_tags(f"{key}.resourceTags", value["resourceTags"])
+        ),
+        description=description,
+    )
+
+
 def parse_downstream(get: RawConfig) -> DownstreamConfig:
     here = _aws_region(get)
     names = _string_list(get, REGIONS, "AWS region names")
@@ -464,6 +634,10 @@ def parse_downstream(get: RawConfig) -> DownstreamConfig:
             role_name,
             f"an IAM role name: 1 to {quotas.ROLE_NAME_MAX_CHARS} letters, digits or +=,.@_-",
         )
+    consumer_roles = _string_list(get, CONSUMER_ROLE_NAMES, "IAM role names")
+    for i, name in enumerate(consumer_roles):
+        _role_name(f"{CONSUMER_ROLE_NAMES.full}[{i}]", name)
+    _no_duplicates(CONSUMER_ROLE_NAMES.full, consumer_roles)
     return DownstreamConfig(
         region=here,
         regions=tuple(regions),
@@ -471,6 +645,8 @@ def parse_downstream(get: RawConfig) -> DownstreamConfig:
         role_name=role_name,
         upstream_stack=stack,
         upstream=direct,
+        repository_template=_repository_template(get, tuple(regions)),
+        consumer_role_names=tuple(sorted(consumer_roles)),
     )
 
 

@@ -50,6 +50,8 @@ UPSTREAM_OUTPUTS = (*REQUIRED_UPSTREAM_OUTPUTS, ORGANIZATION_ID)
 # Downstream stack outputs.
 ROLE_ARN = "roleArn"
 RULES_OUTPUT = "rules"
+CONSUMER_POLICY_ARN = "consumerPolicyArn"
+DOWNSTREAM_OUTPUTS = (ROLE_ARN, RULES_OUTPUT, CONSUMER_POLICY_ARN)
 
 
 class UpstreamStackError(ConfigError):

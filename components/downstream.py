@@ -11,9 +11,8 @@ import pulumi_aws as aws
 from components import quotas
 from components.aws_names import (
     image_uri_prefix,
-    repositories_under,
-    repository_arn,
 )
+from components.cache_templates import CacheRepositoryTemplates, CacheRepositoryTemplatesArgs
 from components.config import RULES, DownstreamConfig
 from components.contract import UpstreamFacts, check_pairing, upstream_repository_arns
 from components.policies import (
@@ -22,17 +21,7 @@ from components.policies import (
     canonical_json,
     require_within,
 )
-
-
-def cache_repository_arns(config: DownstreamConfig, account_id: str) -> list[str]:
-    """The repositories ECR creates and fills for the rules, in every configured region."""
-    return sorted(
-        {
-            repository_arn(r, account_id, repositories_under(rule.ecr_repository_prefix))
-            for r in config.regions
-            for rule in config.rules
-        }
-    )
+from components.repositories import cache_repository_arns
 
 
 def role_permissions_text(config: DownstreamConfig, facts: UpstreamFacts, account_id: str) -> str:
@@ -92,6 +81,9 @@ class PullThroughCache(pulumi.ComponentResource):
             lambda a: (check_pairing(a[0], config, a[1]), a[1])
         )
         upstream = checked.apply(lambda c: c[0])
+        # This account, released only once the pairing with the upstream is checked: resources
+        # built from it (here and beside this component) are never created for a refused pairing.
+        self.checked_account_id: pulumi.Output[str] = checked.apply(lambda c: c[1])
 
         self.role = aws.iam.Role(
             f"{name}-role",
@@ -108,10 +100,25 @@ class PullThroughCache(pulumi.ComponentResource):
             policy=checked.apply(lambda c: role_permissions_text(config, c[0], c[1])),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.templates: CacheRepositoryTemplates | None = None
+        if config.repository_template is not None:
+            self.templates = CacheRepositoryTemplates(
+                f"{name}-template",
+                CacheRepositoryTemplatesArgs(
+                    config, config.repository_template, self.checked_account_id
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.rules: list[aws.ecr.PullThroughCacheRule] = []
         for r in config.regions:
             for rule in config.rules:
                 upstream_prefix = rule.upstream_repository_prefix
+                # A template applies only to repositories created after it exists.
+                template = (
+                    [self.templates.templates[(r.name, rule.ecr_repository_prefix)]]
+                    if self.templates is not None
+                    else []
+                )
                 self.rules.append(
                     aws.ecr.PullThroughCacheRule(
                         f"{name}-{r.name}-{rule.ecr_repository_prefix}",
@@ -124,7 +131,7 @@ class PullThroughCache(pulumi.ComponentResource):
                             parent=self,
                             # ECR assumes the role when it first pulls; the permissions must be
                             # in place by then.
-                            depends_on=[self.role_policy],
+                            depends_on=[self.role_policy, *template],
                             # The rule's id is its prefix and the prefix and URL force
                             # replacement: the old rule must go before the new one can exist.
                             delete_before_replace=True,

@@ -38,6 +38,23 @@ CACHE_WRITE_ACTIONS = (
 REGISTRY_LOGIN_ACTION = "ecr:GetAuthorizationToken"
 
 PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
+# The principal ECR uses for repository creation templates: not the pull-through-cache one.
+ECR_SERVICE = "ecr.amazonaws.com"
+
+# What ECR does, as the template's role, when it creates a cache repository from a template.
+TEMPLATE_REPOSITORY_ACTIONS = ("ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource")
+TEMPLATE_KMS_ACTIONS = ("kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant")
+
+# What a principal that pulls through the cache needs beyond a plain pull: the import that
+# triggers the copy and, on a repository's first pull, its creation.
+CONSUMER_PULL_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:BatchImportUpstreamImage",
+    "ecr:CreateRepository",
+    "ecr:GetDownloadUrlForLayer",
+)
+CONSUMER_TAG_ACTION = "ecr:TagResource"
 
 # Sids of the statements this program owns in a registry policy. Statements supplied through
 # extraRegistryPolicyStatements may not use them.
@@ -105,18 +122,113 @@ def policy_document(statements: Iterable[Statement]) -> PolicyDocument:
     return {"Version": POLICY_VERSION, "Statement": _sorted_statements(statements)}
 
 
+def service_trust_policy(service: str) -> PolicyDocument:
+    """Exactly one service principal. AWS documents no condition keys for these, so none is
+    added: an unsupported condition would only stop the service from assuming the role."""
+    return policy_document(
+        [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
+    )
+
+
 def cache_role_trust_policy() -> PolicyDocument:
-    """Exactly the pull-through-cache service principal. AWS documents no condition keys for it,
-    so none is added: an unsupported condition would only stop the service from assuming it."""
+    return service_trust_policy(PULL_THROUGH_CACHE_SERVICE)
+
+
+def template_role_trust_policy() -> PolicyDocument:
+    return service_trust_policy(ECR_SERVICE)
+
+
+def template_role_permissions(
+    cache_repository_arns: Iterable[str], kms_key_arns: Iterable[str]
+) -> PolicyDocument:
+    """What ECR needs, as the template's role, to create, tag and encrypt cache repositories."""
+    statements: list[Statement] = [
+        {
+            "Sid": "CreateCacheRepositories",
+            "Effect": "Allow",
+            "Action": sorted(TEMPLATE_REPOSITORY_ACTIONS),
+            "Resource": _one_or_sorted(cache_repository_arns),
+        }
+    ]
+    keys = sorted(set(kms_key_arns))
+    if keys:
+        statements.append(
+            {
+                "Sid": "UseTemplateKey",
+                "Effect": "Allow",
+                "Action": sorted(TEMPLATE_KMS_ACTIONS),
+                "Resource": _one_or_sorted(keys),
+            }
+        )
+    return policy_document(statements)
+
+
+def consumer_policy(
+    cache_repository_arns_any_region: Iterable[str], regions: Iterable[str], tags: bool
+) -> PolicyDocument:
+    """What a principal needs to pull through the cache, on the cache namespaces only.
+
+    The repository ARNs carry `*` for the region and the regions are listed once in an
+    aws:RequestedRegion condition: the same grant as one ARN per region and prefix, in a
+    fraction of the characters, so 50 rules in several regions fit a managed policy.
+    """
+    actions = list(CONSUMER_PULL_ACTIONS) + ([CONSUMER_TAG_ACTION] if tags else [])
     return policy_document(
         [
             {
+                "Sid": "RegistryLogin",
                 "Effect": "Allow",
-                "Principal": {"Service": PULL_THROUGH_CACHE_SERVICE},
-                "Action": "sts:AssumeRole",
-            }
+                "Action": REGISTRY_LOGIN_ACTION,
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullThroughCache",
+                "Effect": "Allow",
+                "Action": sorted(actions),
+                "Resource": _one_or_sorted(cache_repository_arns_any_region),
+                "Condition": {"StringEquals": {"aws:RequestedRegion": _one_or_sorted(regions)}},
+            },
         ]
     )
+
+
+def lifecycle_policy(
+    expire_untagged_after_days: int | None, keep_last_images: int | None
+) -> dict[str, Any] | None:
+    """The cache repositories' lifecycle policy, or None when neither limit is set.
+
+    ECR evaluates rules by rulePriority, lowest first, and a rule on tagStatus "any" must have
+    the highest priority number: untagged expiry is 1, the image count 2.
+    """
+    rules: list[dict[str, Any]] = []
+    if expire_untagged_after_days is not None:
+        rules.append(
+            {
+                "rulePriority": 1,
+                "description": f"Expire untagged images after {expire_untagged_after_days} days",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": expire_untagged_after_days,
+                },
+                "action": {"type": "expire"},
+            }
+        )
+    if keep_last_images is not None:
+        rules.append(
+            {
+                "rulePriority": 2,
+                "description": f"Keep the last {keep_last_images} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep_last_images,
+                },
+                "action": {"type": "expire"},
+            }
+        )
+    return {"rules": rules} if rules else None
 
 
 def cache_role_permissions(

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 from components import contract
 from components.aws_names import repositories_under, repository_arn
 from components.config import DownstreamConfig, StackConfig, UpstreamConfig
+from components.consumer import CacheConsumerAccess, CacheConsumerAccessArgs
 from components.contract import UpstreamFacts
 from components.downstream import PullThroughCache, PullThroughCacheArgs
 from components.upstream import UpstreamRegistryAccess, UpstreamRegistryAccessArgs
@@ -63,11 +64,18 @@ def _upstream_facts(config: DownstreamConfig) -> pulumi.Output[UpstreamFacts]:
 
 
 def downstream_program(config: DownstreamConfig) -> dict[str, Any]:
+    account_id = _this_account_id()
     cache = PullThroughCache(
-        COMPONENT_NAME,
-        PullThroughCacheArgs(config, _upstream_facts(config), _this_account_id()),
+        COMPONENT_NAME, PullThroughCacheArgs(config, _upstream_facts(config), account_id)
     )
-    return {contract.ROLE_ARN: cache.role_arn, contract.RULES_OUTPUT: cache.rule_summaries}
+    consumers = CacheConsumerAccess(
+        f"{COMPONENT_NAME}-consumer", CacheConsumerAccessArgs(config, cache.checked_account_id)
+    )
+    return {
+        contract.ROLE_ARN: cache.role_arn,
+        contract.RULES_OUTPUT: cache.rule_summaries,
+        contract.CONSUMER_POLICY_ARN: consumers.policy_arn,
+    }
 
 
 def program(config: StackConfig) -> dict[str, Any]:

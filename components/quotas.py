@@ -19,3 +19,9 @@ PREFIX_MAX_CHARS = 30
 
 # IAM role names.
 ROLE_NAME_MAX_CHARS = 64
+
+# Tags on an AWS resource, and repository creation templates.
+MAX_TAGS_PER_RESOURCE = 50
+TAG_KEY_MAX_CHARS = 128
+TAG_VALUE_MAX_CHARS = 256
+TEMPLATE_DESCRIPTION_MAX_CHARS = 256

@@ -51,6 +51,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["name"] = role_name
             state["arn"] = f"arn:aws:iam::{self.account_id}:role/{role_name}"
             return role_name, state
+        if args.typ == "aws:iam/policy:Policy":
+            state["arn"] = f"arn:aws:iam::{self.account_id}:policy/{args.name}-7654321"
         return f"{args.name}-id", state
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]

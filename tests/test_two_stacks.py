@@ -36,10 +36,15 @@ def deploy_shipped_stacks() -> tuple[dict[str, Any], dict[str, Any], RecordingMo
 def test_shipped_stacks_evaluate_and_connect() -> None:
     up, down, mocks = deploy_shipped_stacks()
     assert set(up) == set(contract.UPSTREAM_OUTPUTS)
-    assert set(down) == {contract.ROLE_ARN, contract.RULES_OUTPUT}
+    assert set(down) == set(contract.DOWNSTREAM_OUTPUTS)
     rules = mocks.of_type(RULE)
     assert {r.inputs["upstreamRegistryUrl"] for r in rules} == {up["upstreamRegistryUrl"]}
     assert {r.inputs["region"] for r in rules} == {"eu-west-1", "eu-central-1"}
+    templates = mocks.of_type("aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate")
+    assert {(t.inputs["region"], t.inputs["prefix"]) for t in templates} == {
+        ("eu-west-1", "golden"),
+        ("eu-central-1", "golden"),
+    }
     # The README's example pull works with these files.
     assert {
         "ecrRepositoryPrefix": "golden",
@@ -92,6 +97,6 @@ def test_readme_documents_every_key_and_output() -> None:
     readme = (PROJECT_DIR / "README.md").read_text()
     for key in KEYS:
         assert f"`{key.full}`" in readme, key.full
-    for output in (*contract.UPSTREAM_OUTPUTS, contract.ROLE_ARN, contract.RULES_OUTPUT):
+    for output in (*contract.UPSTREAM_OUTPUTS, *contract.DOWNSTREAM_OUTPUTS):
         assert f"`{output}`" in readme, output
     assert "make up" in readme and "make test" in readme

@@ -1,0 +1,33 @@
+"""The cache repositories a downstream stack's rules fill: their ARNs, in one place."""
+
+from __future__ import annotations
+
+from components.aws_names import repositories_under, repository_arn, repository_arn_in
+from components.config import DownstreamConfig
+
+
+def cache_repository_arns(config: DownstreamConfig, account_id: str) -> list[str]:
+    """The repositories ECR creates and fills for the rules, in every configured region."""
+    return sorted(
+        {
+            repository_arn(r, account_id, repositories_under(rule.ecr_repository_prefix))
+            for r in config.regions
+            for rule in config.rules
+        }
+    )
+
+
+def cache_repository_arns_any_region(config: DownstreamConfig, account_id: str) -> list[str]:
+    """The same namespaces with `*` for the region, for policies that name the regions in an
+    aws:RequestedRegion condition instead."""
+    return sorted(
+        {
+            repository_arn_in(
+                config.region.partition,
+                "*",
+                account_id,
+                repositories_under(rule.ecr_repository_prefix),
+            )
+            for rule in config.rules
+        }
+    )

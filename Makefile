@@ -12,18 +12,30 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit up preview verify clean
+.PHONY: test lint typecheck unit install up preview verify clean
+
+POLICY_INSTALLED := policy/venv/.installed
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The policy pack (policy/) runs in its own environment, as PulumiPolicy.yaml says.
+$(POLICY_INSTALLED): policy/requirements.txt
+	$(PYTHON) -m venv policy/venv
+	policy/venv/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	touch $@
+
+# Everything `pulumi preview/up --policy-pack policy` needs (CI's deploy jobs run this).
+install: $(INSTALLED) $(POLICY_INSTALLED)
+
 test: lint typecheck unit
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
@@ -31,10 +43,10 @@ typecheck: $(INSTALLED)
 unit: $(INSTALLED)
 	$(BIN)/pytest
 
-up: $(INSTALLED)
+up: install
 	$(BIN)/python -m scripts.deploy up --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
 
-preview: $(INSTALLED)
+preview: install
 	$(BIN)/python -m scripts.deploy preview --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
 
 # After `make up`: ask ECR whether each rule of the downstream stack works.
@@ -42,4 +54,4 @@ verify: $(INSTALLED)
 	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) policy/venv .mypy_cache .ruff_cache .pytest_cache

@@ -18,6 +18,7 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
+POLICY_PACK = "policy"
 PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
 
 
@@ -107,6 +108,9 @@ def deploy(
                 command,
                 "--stack",
                 side.stack,
+                # The guardrails CI applies, applied here too (make install sets up policy/venv).
+                "--policy-pack",
+                POLICY_PACK,
                 *(["--yes"] if yes and command == "up" else []),
             ],
         ]

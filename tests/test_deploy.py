@@ -75,9 +75,9 @@ def test_upstream_goes_first_each_with_its_own_credentials() -> None:
     )
     assert recorder.calls == [
         (["stack", "select", "--create", "upstream"], "up-profile"),
-        (["up", "--stack", "upstream"], "up-profile"),
+        (["up", "--stack", "upstream", "--policy-pack", "policy"], "up-profile"),
         (["stack", "select", "--create", "downstream"], None),
-        (["up", "--stack", "downstream"], None),
+        (["up", "--stack", "downstream", "--policy-pack", "policy"], None),
     ]
 
 
@@ -86,14 +86,23 @@ def test_a_failed_upstream_stops_the_downstream() -> None:
     assert (
         deploy("up", SIDES, ENV, which=lambda _: "/bin/pulumi", whoami=accounts, run=recorder) == 1
     )
-    assert [args for args, _ in recorder.calls][-1] == ["up", "--stack", "upstream"]
+    assert [args for args, _ in recorder.calls][-1] == [
+        "up",
+        "--stack",
+        "upstream",
+        "--policy-pack",
+        "policy",
+    ]
     assert all("downstream" not in args for args, _ in recorder.calls)
 
 
 def test_yes_skips_the_confirmation_of_up_only() -> None:
     recorder = Recorder()
     deploy("up", SIDES, ENV, which=lambda _: "/bin/pulumi", whoami=accounts, run=recorder, yes=True)
-    assert (["up", "--stack", "upstream", "--yes"], "up-profile") in recorder.calls
+    assert (
+        ["up", "--stack", "upstream", "--policy-pack", "policy", "--yes"],
+        "up-profile",
+    ) in recorder.calls
     recorder = Recorder()
     deploy(
         "preview",
@@ -104,4 +113,7 @@ def test_yes_skips_the_confirmation_of_up_only() -> None:
         run=recorder,
         yes=True,
     )
-    assert (["preview", "--stack", "upstream"], "up-profile") in recorder.calls
+    assert (
+        ["preview", "--stack", "upstream", "--policy-pack", "policy"],
+        "up-profile",
+    ) in recorder.calls

@@ -1,0 +1,294 @@
+"""The CrossGuard pack's validators, on passing and failing inputs, and on what the program
+itself generates (the pack must never block ecr-ptc's own resources)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import pytest
+import yaml
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+from components import quotas
+from policy.guardrails import (
+    POLICIES,
+    READ_ACTIONS,
+    policy_size_violations,
+    resource_policy_violations,
+    rule_violations,
+    trust_policy_violations,
+)
+from tests.iam_check import resource_formats
+from tests.pulumi_run import PROJECT_DIR
+from tests.test_cache_repositories import with_template
+from tests.test_downstream_stack import BASE
+from tests.test_downstream_stack import run as run_downstream
+from tests.test_upstream_stack import BASE as UPSTREAM_BASE
+from tests.test_upstream_stack import run as run_upstream
+
+PTC = {"Service": "pullthroughcache.ecr.amazonaws.com"}
+
+
+def trust(*principals: Any) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": p, "Action": "sts:AssumeRole"} for p in principals
+            ],
+        }
+    )
+
+
+# --- trust policy -------------------------------------------------------------------------------
+
+
+def test_trust_only_the_cache_service_passes() -> None:
+    assert trust_policy_violations(trust(PTC)) == []
+
+
+def test_roles_that_do_not_trust_the_cache_service_are_not_this_policys_business() -> None:
+    assert (
+        trust_policy_violations(
+            trust({"Service": "ec2.amazonaws.com"}, {"AWS": "arn:aws:iam::1:root"})
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        ({"AWS": "*"}, "wildcard principal"),
+        ("*", "wildcard principal"),
+        (
+            {"Service": ["pullthroughcache.ecr.amazonaws.com", "ec2.amazonaws.com"]},
+            "also trusts Service: ec2.amazonaws.com",
+        ),
+        (
+            {"AWS": "arn:aws:iam::111122223333:root"},
+            "also trusts AWS: arn:aws:iam::111122223333:root",
+        ),
+        ({"Federated": "cognito-identity.amazonaws.com"}, "also trusts Federated"),
+    ],
+)
+def test_trusting_anything_else_fails(other: Any, expected: str) -> None:
+    violations = trust_policy_violations(trust(PTC, other))
+    assert any(expected in v for v in violations), violations
+
+
+# --- registry and repository policies ---------------------------------------------------------
+
+
+def grant(actions: list[str], principal: Any = None, condition: Any = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Sid": "S",
+        "Effect": "Allow",
+        "Principal": principal or {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": actions,
+    }
+    if condition is not None:
+        statement["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+READS = [
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchImportUpstreamImage",
+    "ecr:GetImageCopyStatus",
+]
+ORG = {"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}}
+
+
+def test_read_grant_passes() -> None:
+    assert resource_policy_violations(grant(READS), registry=True) == []
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ecr:PutImage",
+        "ecr:InitiateLayerUpload",
+        "ecr:DeleteRepository",
+        "ecr:SetRepositoryPolicy",
+        "ecr:*",
+        "*",
+        "ecr:Put*",
+    ],
+)
+def test_write_or_wildcard_actions_fail(action: str) -> None:
+    violations = resource_policy_violations(grant([*READS, action]), registry=True)
+    assert len(violations) == 1 and action in violations[0]
+
+
+def test_replication_pair_is_allowed_in_registry_policies_only() -> None:
+    replication = grant(["ecr:CreateRepository", "ecr:ReplicateImage"])
+    assert resource_policy_violations(replication, registry=True) == []
+    assert len(resource_policy_violations(replication, registry=False)) == 2
+
+
+def test_not_action_fails() -> None:
+    document = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::1:root"},
+                "NotAction": "ecr:DeleteRepository",
+            }
+        ]
+    }
+    assert any("NotAction" in v for v in resource_policy_violations(document, registry=True))
+
+
+@pytest.mark.parametrize(
+    "principal", ["*", {"AWS": "*"}, {"AWS": ["arn:aws:iam::444455556666:root", "*"]}]
+)
+def test_wildcard_principal_needs_the_organization_condition(principal: Any) -> None:
+    assert any(
+        "wildcard principal" in v
+        for v in resource_policy_violations(grant(READS, principal), registry=True)
+    )
+    assert resource_policy_violations(grant(READS, principal, ORG), registry=True) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringNotEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}},
+        {"StringLike": {"aws:PrincipalOrgID": "o-*"}},
+        {"StringEquals": {"aws:SourceAccount": "444455556666"}},
+        {"StringEqualsIfExists": {"aws:PrincipalOrgID": "o-abcdefghij"}},
+    ],
+)
+def test_conditions_that_do_not_pin_an_organization_do_not_count(condition: Any) -> None:
+    assert any(
+        "wildcard principal" in v
+        for v in resource_policy_violations(grant(READS, "*", condition), registry=True)
+    )
+
+
+def test_deny_statements_are_not_grants() -> None:
+    document = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}]}
+    assert resource_policy_violations(document, registry=True) == []
+
+
+def test_allowed_actions_are_real_and_writes_are_only_the_stated_exceptions() -> None:
+    from policy_sentry.querying.actions import get_action_data
+
+    from policy.guardrails import REPLICATION_ACTIONS
+
+    for action in READ_ACTIONS | REPLICATION_ACTIONS:
+        assert resource_formats(action), f"{action} is not an IAM action"
+    writes = {
+        a
+        for a in READ_ACTIONS | REPLICATION_ACTIONS
+        if get_action_data("ecr", a.split(":")[1])["ecr"][0]["access_level"] not in ("Read", "List")
+    }
+    assert writes == {"ecr:BatchImportUpstreamImage", "ecr:CreateRepository", "ecr:ReplicateImage"}
+
+
+# --- size and rules -----------------------------------------------------------------------------
+
+
+def test_policy_size_limit() -> None:
+    assert policy_size_violations("x" * quotas.REGISTRY_POLICY_MAX_CHARS, "registry policy") == []
+    [violation] = policy_size_violations(
+        "x" * (quotas.REGISTRY_POLICY_MAX_CHARS + 1), "registry policy"
+    )
+    assert "10241" in violation and "10240" in violation
+
+
+def test_ecr_upstream_rule_needs_a_custom_role() -> None:
+    url = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+    assert rule_violations(url, "arn:aws:iam::444455556666:role/ptc") == []
+    assert "custom_role_arn" in rule_violations(url, None)[0]
+    assert rule_violations("111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn", None)
+    # Other upstreams (Docker Hub, ghcr.io, ECR Public) use credentials, not a role.
+    assert rule_violations("registry-1.docker.io", None) == []
+    assert rule_violations("public.ecr.aws", None) == []
+
+
+# --- the pack as Pulumi runs it -----------------------------------------------------------------
+
+
+class Args:
+    def __init__(self, resource_type: str, props: dict[str, Any]) -> None:
+        self.resource_type, self.props = resource_type, props
+
+
+def pack_violations(resource_type: str, props: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for policy in POLICIES:
+        assert isinstance(policy, ResourceValidationPolicy)
+
+        def report(message: str, urn: str | None = None, name: str = policy.name) -> None:
+            found.append(f"{name}: {message}")
+
+        policy.validate(cast(ResourceValidationArgs, Args(resource_type, props)), report)
+    return found
+
+
+def test_pack_is_mandatory_and_runnable_as_a_python_pack() -> None:
+    assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in POLICIES)
+    manifest = yaml.safe_load((PROJECT_DIR / "policy" / "PulumiPolicy.yaml").read_text())
+    assert manifest["runtime"]["name"] == "python"
+    pins = (PROJECT_DIR / "policy" / "requirements.txt").read_text()
+    dev = (PROJECT_DIR / "requirements-dev.txt").read_text()
+    for line in pins.splitlines():
+        if "==" in line:
+            assert line in (PROJECT_DIR / "requirements.txt").read_text() + dev, (
+                f"{line} differs from the project's pin"
+            )
+
+
+def test_pack_reports_a_wildcard_grant_and_a_rule_without_role() -> None:
+    assert pack_violations(
+        "aws:ecr/registryPolicy:RegistryPolicy", {"policy": json.dumps(grant(["ecr:*"], "*"))}
+    )
+    assert pack_violations(
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+        {"upstreamRegistryUrl": "111122223333.dkr.ecr.us-east-1.amazonaws.com"},
+    )
+    assert pack_violations("aws:iam/role:Role", {"assumeRolePolicy": trust(PTC, {"AWS": "*"})})
+
+
+def test_pack_passes_everything_ecr_ptc_generates() -> None:
+    upstream = run_upstream({**UPSTREAM_BASE, "ecr-ptc:organizationId": "o-abcdefghij"})
+    downstream = run_downstream(
+        with_template(
+            kmsKeyArn={
+                "eu-west-1": "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "eu-central-1": "arn:aws:kms:eu-central-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            },
+            resourceTags={"a": "b"},
+        )
+    )
+    repository = run_upstream(
+        {**UPSTREAM_BASE, "ecr-ptc:grantVia": "repository", "ecr-ptc:repositories": ["base"]}
+    )
+    checked = 0
+    for result in (upstream, downstream, repository):
+        for resource in result.mocks.resources:
+            assert pack_violations(resource.typ, resource.inputs) == [], resource.name
+            checked += 1
+    assert checked > 10
+    assert run_downstream(BASE).mocks.resources
+
+
+def test_pack_entry_point_builds_a_mandatory_pack_with_every_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import runpy
+
+    import pulumi_policy
+
+    built: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kwargs: built.update(kwargs))
+    # Pulumi runs the pack from its own directory, which is first on sys.path.
+    monkeypatch.syspath_prepend(str(PROJECT_DIR / "policy"))
+    runpy.run_path(str(PROJECT_DIR / "policy" / "__main__.py"), run_name="__main__")
+    assert built["name"] == "ecr-ptc-guardrails"
+    assert built["enforcement_level"] == EnforcementLevel.MANDATORY
+    assert [p.name for p in built["policies"]] == [p.name for p in POLICIES]

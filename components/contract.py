@@ -14,6 +14,7 @@ from typing import Any
 from components.aws_names import (
     ROOT_PREFIX,
     Region,
+    UnknownRegionError,
     region,
     registry_host,
     repositories_under,
@@ -95,9 +96,15 @@ class UpstreamFacts:
             )
         pattern = str(outputs[REPOSITORY_ARN_PATTERN])
         resource = pattern.split(":repository/", 1)[-1]
+        try:
+            where = region(str(outputs[UPSTREAM_REGION]))
+        except UnknownRegionError as err:
+            raise UpstreamStackError(
+                UPSTREAM_STACK.full, stack, f"a stack whose {UPSTREAM_REGION} is a region ({err})"
+            ) from None
         return UpstreamFacts(
             account_id=str(outputs[UPSTREAM_ACCOUNT_ID]),
-            region=region(str(outputs[UPSTREAM_REGION])),
+            region=where,
             repository_arn_pattern=pattern,
             downstream_account_ids=tuple(outputs[DOWNSTREAM_ACCOUNT_IDS]),
             organization_id=outputs.get(ORGANIZATION_ID) or None,

@@ -8,7 +8,6 @@ import pulumi
 import pulumi_aws as aws
 
 from components import contract
-from components.aws_names import repositories_under, repository_arn
 from components.config import DownstreamConfig, StackConfig, UpstreamConfig
 from components.consumer import CacheConsumerAccess, CacheConsumerAccessArgs
 from components.contract import UpstreamFacts
@@ -53,8 +52,8 @@ def _upstream_facts(config: DownstreamConfig) -> pulumi.Output[UpstreamFacts]:
         UpstreamFacts(
             account_id=direct.account_id,
             region=direct.region,
-            repository_arn_pattern=repository_arn(
-                direct.region, direct.account_id, repositories_under(None)
+            repository_arn_pattern=contract.shared_repository_arn_pattern(
+                direct.region, direct.account_id, None
             ),
             downstream_account_ids=None,
             organization_id=None,

@@ -252,6 +252,11 @@ def test_refused_when_the_upstream_stack_lacks_an_output(missing: str) -> None:
     assert UPSTREAM_STACK in str(error) and missing in str(error) and "pulumi up" in str(error)
 
 
+def test_refused_when_the_upstream_stack_exports_a_bad_region() -> None:
+    error, _ = refused(BASE, UPSTREAM_OUTPUTS | {"upstreamRegion": "moon-1"})
+    assert error.key == "ecr-ptc:upstreamStack" and "upstreamRegion" in str(error)
+
+
 def test_refused_when_the_upstream_stack_was_never_deployed() -> None:
     error, _ = refused(BASE, {})
     assert "upstreamAccountId" in str(error) and "pulumi up" in str(error)

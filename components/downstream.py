@@ -9,9 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import quotas
-from components.aws_names import (
-    image_uri_prefix,
-)
+from components.aws_names import image_uri_prefix
 from components.cache_templates import CacheRepositoryTemplates, CacheRepositoryTemplatesArgs
 from components.config import RULES, DownstreamConfig
 from components.contract import UpstreamFacts, check_pairing, upstream_repository_arns

@@ -20,6 +20,10 @@ SUPPORTED_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
 ROOT_PREFIX = "ROOT"
 
+# Every account ID has 12 digits, so a policy rendered with this one has the real policy's size:
+# quotas are checked before anything is declared, while the real account ID is still unknown.
+SIZING_ACCOUNT_ID = "000000000000"
+
 _REGION_SHAPE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
 
 

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import quotas
+from components.aws_names import SIZING_ACCOUNT_ID
 from components.config import RULES, DownstreamConfig, RepositoryTemplate
 from components.policies import (
     canonical_json,
@@ -32,7 +33,7 @@ def template_role_permissions_text(
         quotas.ROLE_INLINE_POLICIES_MAX_CHARS,
         "repository template role's permission policy",
         RULES.full,
-        f"{len(config.rules)} rules in {len(config.regions)} regions",
+        config.size_summary,
         "configure fewer ecr-ptc:regions or ecr-ptc:rules in this stack",
     )
 
@@ -62,8 +63,8 @@ class CacheRepositoryTemplates(pulumi.ComponentResource):
         super().__init__("ecr-ptc:downstream:CacheRepositoryTemplates", name, None, opts)
         config, template = args.config, args.template
         account_id = pulumi.Output.from_input(args.account_id)
-        # Known now (account IDs have 12 digits): an oversized policy fails before anything.
-        template_role_permissions_text(config, template, "0" * 12)
+        # Sized now, so an oversized policy fails before anything is declared.
+        template_role_permissions_text(config, template, SIZING_ACCOUNT_ID)
         role_arn: pulumi.Output[str] | None = None
         depends_on: list[pulumi.Resource] = []
         if template.needs_role:

@@ -172,6 +172,11 @@ class DownstreamConfig:
     repository_template: RepositoryTemplate | None = None
     consumer_role_names: tuple[str, ...] = ()
 
+    @property
+    def size_summary(self) -> str:
+        """What drives the size of the policies that list the cache repositories."""
+        return f"{len(self.rules)} rules in {len(self.regions)} regions"
+
 
 StackConfig = UpstreamConfig | DownstreamConfig
 

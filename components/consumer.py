@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import quotas
+from components.aws_names import SIZING_ACCOUNT_ID
 from components.config import RULES, DownstreamConfig
 from components.policies import canonical_json, consumer_policy, require_within
 from components.repositories import cache_repository_arns_any_region
@@ -25,7 +26,7 @@ def consumer_policy_text(config: DownstreamConfig, account_id: str) -> str:
         quotas.MANAGED_POLICY_MAX_CHARS,
         "consumer managed policy",
         RULES.full,
-        f"{len(config.rules)} rules in {len(config.regions)} regions",
+        config.size_summary,
         "configure fewer or shorter ecr-ptc:rules prefixes in this stack",
     )
 
@@ -46,8 +47,8 @@ class CacheConsumerAccess(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ecr-ptc:downstream:CacheConsumerAccess", name, None, opts)
         config = args.config
-        # Known now (account IDs have 12 digits): an oversized policy fails before anything.
-        consumer_policy_text(config, "0" * 12)
+        # Sized now, so an oversized policy fails before anything is declared.
+        consumer_policy_text(config, SIZING_ACCOUNT_ID)
         self.policy = aws.iam.Policy(
             f"{name}-policy",
             description="Pull images through the ECR pull-through cache of ecr-ptc",

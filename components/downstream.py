@@ -31,7 +31,7 @@ def role_permissions_text(config: DownstreamConfig, facts: UpstreamFacts, accoun
         quotas.ROLE_INLINE_POLICIES_MAX_CHARS,
         "cache role's permission policy",
         RULES.full,
-        f"{len(config.rules)} rules in {len(config.regions)} regions",
+        config.size_summary,
         "configure fewer ecr-ptc:regions or ecr-ptc:rules in this stack, or split them "
         "across stacks",
     )

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import quotas
+from components.aws_names import SIZING_ACCOUNT_ID
 from components.config import DOWNSTREAM_ACCOUNT_IDS, ORGANIZATION_ID, UpstreamConfig
 from components.contract import shared_repository_arn_pattern
 from components.policies import (
@@ -90,9 +91,9 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
                     )
                 )
         else:
-            # Every account ID has 12 digits, so the size is known now: an oversized grant
-            # fails before anything is declared rather than halfway through an update.
-            registry_policy_text(config, "0" * 12)
+            # Sized now, so an oversized grant fails before anything is declared rather than
+            # halfway through an update.
+            registry_policy_text(config, SIZING_ACCOUNT_ID)
             registry_policy = pulumi.Output.from_input(args.account_id).apply(
                 lambda account: registry_policy_text(config, account)
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.contract import RULES_OUTPUT
-from scripts.deploy import PROJECT_DIR, PreflightError, check_cli
+from scripts.deploy import PROJECT_DIR, PreflightError, check_backend, check_cli
 
 EcrClientFor = Callable[[str], Any]  # region -> boto3 ECR client
 
@@ -102,7 +102,9 @@ def main(
     if profile:
         env["AWS_PROFILE"] = profile
     try:
-        rules = read_rules(args.stack, check_cli(which), env, run)
+        pulumi = check_cli(which)
+        check_backend(env)
+        rules = read_rules(args.stack, pulumi, env, run)
     except PreflightError as err:
         print(f"make verify: {err}", file=sys.stderr)
         return 2

@@ -152,3 +152,11 @@ def test_main_prints_a_line_per_rule_and_fails_on_any_invalid(
     assert out[0].startswith("valid") and "eu-west-1" in out[0]
     assert out[1].startswith("INVALID") and "Upstream registry denied access" in out[1]
     assert out[2] == "1 of 2 rules valid"
+
+
+def test_self_managed_backend_without_passphrase_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    env = {"PULUMI_BACKEND_URL": f"file://{tmp_path}"}
+    assert main([], env=env, which=lambda _: "/bin/pulumi") == 2
+    assert "PULUMI_CONFIG_PASSPHRASE" in capsys.readouterr().err

@@ -141,7 +141,7 @@ def test_main_prints_a_line_per_rule_and_fails_on_any_invalid(
 
     code = main(
         [],
-        env={"DOWNSTREAM_AWS_PROFILE": "workload"},
+        env={"DOWNSTREAM_AWS_PROFILE": "workload", "PULUMI_BACKEND_URL": "https://api.pulumi.com"},
         which=lambda _: "/bin/pulumi",
         run=run,
         clients=clients,

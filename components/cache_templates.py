@@ -63,11 +63,11 @@ class CacheRepositoryTemplates(pulumi.ComponentResource):
         super().__init__("ecr-ptc:downstream:CacheRepositoryTemplates", name, None, opts)
         config, template = args.config, args.template
         account_id = pulumi.Output.from_input(args.account_id)
-        # Sized now, so an oversized policy fails before anything is declared.
-        template_role_permissions_text(config, template, SIZING_ACCOUNT_ID)
         role_arn: pulumi.Output[str] | None = None
         depends_on: list[pulumi.Resource] = []
         if template.needs_role:
+            # Sized now, so an oversized policy fails before anything is declared.
+            template_role_permissions_text(config, template, SIZING_ACCOUNT_ID)
             self.role = aws.iam.Role(
                 f"{name}-role",
                 # Derived from the checked account, so a refused pairing creates no role either.

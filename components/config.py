@@ -481,16 +481,17 @@ def _kms_key_arns(
         )
     partition = regions[0].partition
     for region_name, arn in value.items():
+        here = f"{key}.{region_name}" if len(regions) > 1 else key
         match = KMS_KEY_ARN_PATTERN.match(arn) if isinstance(arn, str) else None
         if match is None:
             raise ConfigError(
-                f"{key}.{region_name}" if len(regions) > 1 else key,
+                here,
                 arn,
                 "a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<key-id> (not an alias)",
             )
         if match["region"] != region_name or match["partition"] != partition:
             raise ConfigError(
-                f"{key}.{region_name}" if len(regions) > 1 else key,
+                here,
                 arn,
                 f"a key in {region_name} ({partition}): ECR uses only a key in the repository's "
                 "own region",

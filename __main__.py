@@ -3,9 +3,14 @@ downstream kind of stack; `ecr-ptc:side` (or the stack's name) says which this i
 
 import pulumi
 
-from components.config import from_pulumi, parse
+from components.config import from_pulumi
 from components.program import program
 
-# Parsing validates everything config alone can tell, before any resource is declared.
-for name, value in program(parse(from_pulumi(), pulumi.get_stack())).items():
-    pulumi.export(name, value)
+
+async def main() -> dict[str, object]:
+    # Everything is validated and planned, including the pairing with the upstream stack,
+    # before any resource is declared; a refusal is a pulumi.RunError: one clean message.
+    return await program(from_pulumi(), pulumi.get_stack())
+
+
+pulumi.run(main)

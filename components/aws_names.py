@@ -1,8 +1,8 @@
 """Regions, partitions, ARNs and registry host names: pure functions, no AWS calls.
 
-Partition and DNS suffix come from botocore's endpoint data rather than a hand-kept table, so a
-region AWS adds later resolves to the right partition as long as it matches the partition's
-region pattern.
+Regions, their partition and DNS suffix come from the pinned botocore's endpoint data rather
+than a hand-kept table: a region is valid when botocore lists ECR in it. A region AWS launched
+after that botocore release is refused until the pin is upgraded.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.exceptions
+import botocore
 import botocore.session
 
 # The partitions where ECR-to-ECR pull through cache is documented and this program is tested.
@@ -24,7 +24,7 @@ ROOT_PREFIX = "ROOT"
 # quotas are checked before anything is declared, while the real account ID is still unknown.
 SIZING_ACCOUNT_ID = "000000000000"
 
-_REGION_SHAPE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
+_REGION_SHAPE = re.compile(r"[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,27 @@ def _endpoint_resolver() -> Any:
     return botocore.session.get_session()._get_internal_component("endpoint_resolver")
 
 
+@functools.cache
+def known_regions() -> dict[str, str]:
+    """Region name -> partition, for every region where the pinned botocore lists ECR."""
+    session = botocore.session.get_session()
+    return {
+        name: partition
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("ecr", partition_name=partition)
+    }
+
+
 def region(name: str) -> Region:
     """The region `name` with its partition; raises UnknownRegionError for anything else."""
-    if not isinstance(name, str) or not _REGION_SHAPE.match(name):
+    if not isinstance(name, str) or not _REGION_SHAPE.fullmatch(name):
         raise UnknownRegionError(f"{name!r} is not an AWS region name (e.g. us-east-1)")
-    try:
-        partition = _endpoint_resolver().get_partition_for_region(name)
-    except botocore.exceptions.UnknownRegionError as err:
-        raise UnknownRegionError(f"{name!r} is not a region of any AWS partition") from err
+    partition = known_regions().get(name)
+    if partition is None:
+        raise UnknownRegionError(
+            f"{name!r} is not a region of any AWS partition known to botocore "
+            f"{botocore.__version__}; if AWS launched it recently, upgrade the pinned botocore"
+        )
     if partition not in SUPPORTED_PARTITIONS:
         raise UnknownRegionError(
             f"{name!r} is in partition {partition!r}; supported partitions: "

@@ -1,32 +1,52 @@
-"""Stack configuration: read once, validated, frozen.
+"""Stack configuration: read once, validated by pydantic models, frozen.
 
-Components receive these typed values, never raw config. Every error names the config key, the
-value it got and what is valid, and is raised before any resource is declared.
+Components receive the typed values below, never raw config. Every error names the config key,
+the value it got and what is valid, and is raised before any resource is declared.
 
-The program reads config through a `RawConfig` function (full key -> the string the Pulumi CLI
-hands the program, JSON for lists and objects), so the same code runs under the CLI and in tests.
+The program reads config as the Pulumi CLI hands it over: a flat mapping of every key
+(`ecr-ptc:rules`, `aws:region`, ...) to a string, JSON for lists, objects and booleans. The same
+code runs under the CLI, in tests and in `make plan`.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
 from components import quotas
-from components.aws_names import ROOT_PREFIX, Region, UnknownRegionError, region
+from components.aws_names import ROOT_PREFIX, Region, region, repositories_under
 from components.config_error import ConfigError
-from components.policies import OWNED_SIDS
+from components.policies import OWNED_SIDS, CacheReadGrant, denies_granted_actions
+from components.values import (
+    AccountId,
+    KmsKeyArn,
+    OrganizationalUnitId,
+    OrganizationalUnitPath,
+    OrganizationId,
+    Prefix,
+    RegionName,
+    RepositoryName,
+    RoleArn,
+    RoleName,
+    SharedPrefix,
+    StackName,
+    TagFilter,
+    Unset,
+)
 
 NAMESPACE = "ecr-ptc"
-RawConfig = Callable[[str], str | None]
+RawConfig = Mapping[str, str]
 Side = Literal["upstream", "downstream"]
 SIDES: tuple[Side, ...] = ("upstream", "downstream")
-GRANT_VIA = ("registry", "repository")
+AWS_REGION_KEY = "aws:region"
+ALLOWED_ACCOUNT_IDS_KEY = "aws:allowedAccountIds"
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Key:
 SIDE = Key("side", "both", "string", "")
 DOWNSTREAM_ACCOUNT_IDS = Key("downstreamAccountIds", "upstream", "array", [], "string")
 ORGANIZATION_ID = Key("organizationId", "upstream", "string", "")
+ORGANIZATIONAL_UNIT_PATHS = Key("organizationalUnitPaths", "upstream", "array", [], "string")
 REPOSITORY_PREFIX = Key("repositoryPrefix", "upstream", "string", "")
 GRANT_VIA_KEY = Key("grantVia", "upstream", "string", "registry")
 REPOSITORIES = Key("repositories", "upstream", "array", [], "string")
@@ -65,11 +86,20 @@ REGIONS = Key("regions", "downstream", "array", [], "string")
 ROLE_NAME = Key("roleName", "downstream", "string", "")
 REPOSITORY_TEMPLATE = Key("repositoryTemplate", "downstream", None, None)
 CONSUMER_ROLE_NAMES = Key("consumerRoleNames", "downstream", "array", [], "string")
+# A downstream stack file that sets ACCOUNTS or ORGANIZATIONAL_UNIT_IDS is a fleet template: it
+# is never deployed itself; `make fleet-up` deploys one member stack per account from it.
+ACCOUNTS = Key("accounts", "downstream", None, [])
+ORGANIZATIONAL_UNIT_IDS = Key("organizationalUnitIds", "downstream", "array", [], "string")
+EXCLUDE_ACCOUNT_IDS = Key("excludeAccountIds", "downstream", "array", [], "string")
+ACCOUNT_ROLE_NAME = Key("accountRoleName", "downstream", "string", "")
+FLEET_KEYS = (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS, EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME)
+DEFAULT_ACCOUNT_ROLE_NAME = "OrganizationAccountAccessRole"
 
 KEYS: tuple[Key, ...] = (
     SIDE,
     DOWNSTREAM_ACCOUNT_IDS,
     ORGANIZATION_ID,
+    ORGANIZATIONAL_UNIT_PATHS,
     REPOSITORY_PREFIX,
     GRANT_VIA_KEY,
     REPOSITORIES,
@@ -83,35 +113,133 @@ KEYS: tuple[Key, ...] = (
     ROLE_NAME,
     REPOSITORY_TEMPLATE,
     CONSUMER_ROLE_NAMES,
+    *FLEET_KEYS,
 )
-AWS_REGION_KEY = "aws:region"
+KEYS_BY_NAME = {k.name: k for k in KEYS}
+# Keys of other namespaces that this program reads.
+AWS_KEYS = (AWS_REGION_KEY, ALLOWED_ACCOUNT_IDS_KEY)
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-ORGANIZATION_ID_PATTERN = re.compile(r"^o-[a-z0-9]{10,32}$")
-# AWS's rule for ecrRepositoryPrefix and upstreamRepositoryPrefix (CreatePullThroughCacheRule).
-PREFIX_PATTERN = re.compile(
-    r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$"
-)
-# AWS's rule for repository names (CreateRepository), 2 to 256 characters.
-REPOSITORY_NAME_PATTERN = re.compile(
-    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
-)
-ROLE_NAME_PATTERN = re.compile(r"^[\w+=,.@-]+$")
-KMS_KEY_ARN_PATTERN = re.compile(
-    r"^arn:(?P<partition>[a-z-]+):kms:(?P<region>[a-z0-9-]+):\d{12}:key/"
-    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
-)
-IMAGE_TAG_MUTABILITY = ("MUTABLE", "IMMUTABLE")
-TEMPLATE_FIELDS = (
-    "imageTagMutability",
-    "expireUntaggedAfterDays",
-    "keepLastImages",
-    "kmsKeyArn",
-    "resourceTags",
-    "description",
-)
-STACK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-RULE_FIELDS = ("ecrRepositoryPrefix", "upstreamRepositoryPrefix")
+
+# --- models: the shape and the value rules of each side's config --------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+StringList = Annotated[list[str], Field()]
+
+
+class Statement(BaseModel):
+    """An IAM policy statement, as a registry policy takes it. Field names are IAM's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    Sid: Annotated[str, Field(pattern=r"^[A-Za-z0-9]+$")] | None = None
+    Effect: Literal["Allow", "Deny"]
+    Principal: Literal["*"] | dict[str, str | list[str]] | None = None
+    NotPrincipal: dict[str, str | list[str]] | None = None
+    Action: str | list[str] | None = None
+    NotAction: str | list[str] | None = None
+    Resource: str | list[str] | None = None
+    NotResource: str | list[str] | None = None
+    Condition: dict[str, dict[str, str | bool | list[str]]] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Statement:
+        if (self.Action is None) == (self.NotAction is None):
+            raise ValueError("a statement with exactly one of Action or NotAction")
+        if (self.Principal is None) == (self.NotPrincipal is None):
+            raise ValueError(
+                "a statement with exactly one of Principal or NotPrincipal "
+                "(registry policies need one)"
+            )
+        if self.Resource is not None and self.NotResource is not None:
+            raise ValueError("a statement with Resource or NotResource, not both")
+        return self
+
+
+class UpstreamModel(_Model):
+    region: RegionName
+    downstream_account_ids: list[AccountId] = []
+    organization_id: Annotated[OrganizationId | None, Unset] = None
+    organizational_unit_paths: list[OrganizationalUnitPath] = []
+    repository_prefix: Annotated[SharedPrefix | None, Unset] = None
+    grant_via: Literal["registry", "repository"] = "registry"
+    repositories: list[RepositoryName] = []
+    manage_registry_policy_scope: bool = True
+    extra_registry_policy_statements: list[Statement] = []
+    side: Literal["upstream", "downstream", ""] = ""
+
+
+class RuleModel(_Model):
+    ecr_repository_prefix: Prefix
+    upstream_repository_prefix: Prefix = ROOT_PREFIX
+
+
+class TemplateModel(_Model):
+    image_tag_mutability: Literal[
+        "MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"
+    ] = "MUTABLE"
+    image_tag_mutability_exclusion_filters: list[TagFilter] = []
+    expire_untagged_after_days: Annotated[int, Field(ge=1)] | None = None
+    keep_last_images: Annotated[int, Field(ge=1)] | None = None
+    kms_key_arn: KmsKeyArn | dict[str, KmsKeyArn] | None = None
+    resource_tags: dict[str, str] | None = None
+    description: (
+        Annotated[str, Field(min_length=1, max_length=quotas.TEMPLATE_DESCRIPTION_MAX_CHARS)] | None
+    ) = None
+
+
+class UpstreamRegistryModel(_Model):
+    """The upstream registry as a PullThroughCache component's `upstream` argument gives it."""
+
+    account_id: AccountId
+    region: RegionName
+    repository_prefix: Annotated[SharedPrefix | None, Unset] = None
+    downstream_account_ids: list[AccountId] | None = None
+    organization_id: Annotated[OrganizationId | None, Unset] = None
+    organizational_unit_paths: list[OrganizationalUnitPath] = []
+
+
+class FleetAccountModel(_Model):
+    account_id: AccountId
+    role_arn: RoleArn
+
+
+class DownstreamModel(_Model):
+    region: RegionName
+    upstream_stack: Annotated[StackName | None, Unset] = None
+    upstream_account_id: Annotated[AccountId | None, Unset] = None
+    upstream_region: Annotated[RegionName | None, Unset] = None
+    rules: Annotated[
+        list[RuleModel],
+        Field(
+            min_length=1,
+            max_length=quotas.MAX_RULES_PER_REGISTRY,
+            description=f"1 to {quotas.MAX_RULES_PER_REGISTRY} rules: AWS's quota of "
+            "pull-through-cache rules per registry, not adjustable",
+        ),
+    ]
+    regions: list[RegionName] = []
+    role_name: Annotated[RoleName | None, Unset] = None
+    repository_template: TemplateModel | None = None
+    consumer_role_names: list[RoleName] = []
+    accounts: list[AccountId | FleetAccountModel] = []
+    organizational_unit_ids: list[OrganizationalUnitId] = []
+    exclude_account_ids: list[AccountId] = []
+    account_role_name: Annotated[RoleName | None, Unset] = None
+    side: Literal["upstream", "downstream", ""] = ""
+
+
+# --- typed, validated values the components receive ----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -130,6 +258,16 @@ class UpstreamConfig:
     repositories: tuple[str, ...]
     manage_registry_policy_scope: bool
     extra_registry_policy_statements: tuple[Mapping[str, Any], ...]
+    organizational_unit_paths: tuple[str, ...] = ()
+
+    @property
+    def grant(self) -> CacheReadGrant:
+        return CacheReadGrant(
+            self.region.partition,
+            self.downstream_account_ids,
+            self.organization_id,
+            self.organizational_unit_paths,
+        )
 
 
 @dataclass(frozen=True)
@@ -145,6 +283,7 @@ class RepositoryTemplate:
     """Settings for the repositories ECR creates on a rule's first pull."""
 
     image_tag_mutability: str = "MUTABLE"
+    image_tag_mutability_exclusion_filters: tuple[str, ...] = ()
     expire_untagged_after_days: int | None = None
     keep_last_images: int | None = None
     # Region name -> KMS key ARN, one per configured region; empty: AES256.
@@ -181,87 +320,187 @@ class DownstreamConfig:
 StackConfig = UpstreamConfig | DownstreamConfig
 
 
-# --- readers: raw string -> typed value, each failing with the key and the value ---------------
+class FleetTemplateError(ConfigError):
+    """A fleet template was run as a stack of its own."""
 
 
-def _raw(get: RawConfig, key: Key) -> str | None:
-    value = get(key.full)
-    return None if value is None or value == "" else value
+# --- from pydantic's errors to messages that name the key ----------------------------------------
+
+_PLAIN_MESSAGES = {
+    "list_type": "a YAML list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "bool_type": "true or false",
+    "int_type": "a whole number",
+    "string_type": "a string",
+    "missing": "a value: it is required",
+}
 
 
-def _json(get: RawConfig, key: Key, expected: type, shape: str) -> Any:
-    raw = _raw(get, key)
-    if raw is None:
-        return expected()
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ConfigError(key.full, raw, shape) from None
-    if not isinstance(value, expected):
-        raise ConfigError(key.full, value, shape)
-    return value
+def _loc_text(prefix: str, loc: Sequence[str | int]) -> str:
+    text = prefix
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif text:
+            text += f".{part}"
+        else:
+            text = str(part)
+    return text
 
 
-def _string_list(get: RawConfig, key: Key, what: str) -> list[str]:
-    values = _json(get, key, list, f"a YAML list of {what}")
-    for i, item in enumerate(values):
-        if not isinstance(item, str):
-            raise ConfigError(f"{key.full}[{i}]", item, f"{what}, as a quoted string")
-    return list(values)
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return sorted(info.alias or name for name, info in model.model_fields.items())
 
 
-def _no_duplicates(
-    key: str, values: list[str], normalise: Callable[[str], str] = str, field: str = ""
-) -> None:
-    seen: dict[str, int] = {}
-    for i, v in enumerate(values):
-        n = normalise(v)
-        if n in seen:
-            raise ConfigError(
-                f"{key}[{i}]{field}", v, f"each value once; it repeats item {seen[n]}"
-            )
-        seen[n] = i
+def _valid_text(
+    error: Mapping[str, Any], allowed_fields: list[str] | None, description: str | None
+) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "ecr_ptc_invalid":
+        return str(ctx["valid"])
+    if kind == "extra_forbidden":
+        fields = ", ".join(allowed_fields or [])
+        return f"a known field; this mapping takes {fields}"
+    if kind in ("model_type", "model_attributes_type") and allowed_fields:
+        return f"a mapping with the fields {', '.join(allowed_fields)}"
+    if kind == "literal_error":
+        return f"one of {ctx.get('expected')}"
+    if kind in ("too_short", "too_long"):
+        return description or f"{ctx.get('min_length', 0)} to {ctx.get('max_length')} items"
+    if kind in ("greater_than_equal",):
+        return f"a whole number of at least {ctx.get('ge')}"
+    if kind in ("string_too_short", "string_too_long"):
+        lo, hi = ctx.get("min_length", 1), ctx.get("max_length", "")
+        return f"a string of {lo} to {hi} characters".replace(" to  ", " or more ")
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return _PLAIN_MESSAGES.get(kind, str(error["msg"]))
 
 
-def _region(key: str, value: object) -> Region:
-    try:
-        return region(value)  # type: ignore[arg-type]
-    except UnknownRegionError as err:
-        raise ConfigError(key, value, f"an AWS region name such as us-east-1 ({err})") from None
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that the last named part of `loc` is a field of."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None or isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in current.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        current = _inner_model(field.annotation)
+    return current
 
 
-def _account_id(key: str, value: object) -> str:
-    if not isinstance(value, str) or not ACCOUNT_ID.match(value):
-        raise ConfigError(key, value, "an AWS account ID: exactly 12 digits, quoted")
-    return value
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
-def _prefix(key: str, value: object, allow_root: bool = True) -> str:
-    valid = (
-        f"{quotas.PREFIX_MIN_CHARS} to {quotas.PREFIX_MAX_CHARS} characters of lower-case "
-        "letters, digits, '.', '_', '-' and '/' (a repository namespace, e.g. 'team-a' or "
-        "'golden/base')" + (", or ROOT" if allow_root else "")
+def config_error(
+    err: ValidationError, model: type[BaseModel], name_of: Mapping[str, str], data: Any
+) -> ConfigError:
+    """The first of pydantic's errors as a ConfigError naming the config key."""
+    error = _most_specific(err.errors(include_url=False))
+    loc = list(error["loc"])
+    # Unions report a branch name in loc (e.g. "str", "list[str]"); keep only the user's path.
+    loc = [p for p in loc if isinstance(p, int) or not _is_branch_label(p)]
+    head = name_of.get(str(loc[0]), str(loc[0])) if loc else ""
+    key = _loc_text(head, loc[1:])
+    if error["type"] == "extra_forbidden" and not loc[1:]:
+        pass
+    allowed = None
+    if error["type"] == "extra_forbidden":
+        at = _model_at(model, loc)
+        allowed = _fields_of(at) if at is not None else None
+    if error["type"] in ("model_type", "model_attributes_type"):
+        at = _model_at(model, [*loc, "_"])
+        allowed = _fields_of(at) if at is not None else None
+    description = None
+    if loc and isinstance(loc[0], str):
+        field = model.model_fields.get(loc[0])
+        description = field.description if field is not None and len(loc) == 1 else None
+    value = error.get("input")
+    if error["type"] == "missing":
+        value = None
+    if error["type"] == "too_short" or error["type"] == "too_long":
+        value = f"{len(value)} items" if isinstance(value, list) else value
+    return ConfigError(key, value, _valid_text(error, allowed, description))
+
+
+def _is_branch_label(part: str) -> bool:
+    return (
+        "[" in part
+        or part in ("str", "int", "bool", "list", "dict", "none", "literal['*']")
+        or part.startswith(("function-", "literal[", "nullable["))
+        or (part[:1].isupper() and part.endswith("Model"))
     )
-    if (
-        not isinstance(value, str)
-        or not quotas.PREFIX_MIN_CHARS <= len(value) <= quotas.PREFIX_MAX_CHARS
-        or not PREFIX_PATTERN.match(value)
-        or (value == ROOT_PREFIX and not allow_root)
-    ):
-        raise ConfigError(key, value, valid)
-    return value
 
 
-def _namespace(prefix: str) -> str:
-    return prefix.rstrip("/")
+def _most_specific(errors: list[Any]) -> Any:
+    """Among the errors of one failed value (unions report one per branch), the one with the
+    deepest location: a wrong field inside a mapping says more than "not a string"."""
+    first = errors[0]
+    root = first["loc"][:1]
+    same = [e for e in errors if e["loc"][:1] == root]
+    # A value of ours that fails says most; then a misspelled field (it also makes the field it
+    # meant "missing"); then the deepest location.
+    for kind in ("ecr_ptc_invalid", "extra_forbidden"):
+        pool = [e for e in same if e["type"] == kind]
+        if pool:
+            return max(pool, key=lambda e: len(e["loc"]))
+    return max(same, key=lambda e: len(e["loc"]))
 
 
-def resolve_side(get: RawConfig, stack_name: str) -> Side:
-    configured = _raw(get, SIDE)
+# --- reading the flat config ---------------------------------------------------------------------
+
+
+_SHAPES = {
+    "rules": "a YAML list of rules, each {ecrRepositoryPrefix: <prefix>, "
+    "upstreamRepositoryPrefix: <prefix, optional>}",
+    "extraRegistryPolicyStatements": "a YAML list of IAM statements",
+    "repositoryTemplate": "a mapping of template settings",
+    "accounts": "a YAML list of account IDs or {accountId, roleArn} mappings",
+}
+
+
+def _decode(key: Key, raw: str) -> Any:
+    """The CLI hands lists, objects and booleans as JSON text; strings as they are."""
+    if key.pulumi_type == "string":
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        if key.pulumi_type == "boolean":
+            raise ConfigError(key.full, raw, "true or false") from None
+        shape = _SHAPES.get(key.name, "a YAML list, as the stack file gives it")
+        raise ConfigError(key.full, raw, shape) from None
+
+
+def _holds_default(key: Key, raw: str) -> bool:
+    if isinstance(key.default, str):
+        return raw == key.default
+    try:
+        return bool(json.loads(raw) == key.default)
+    except json.JSONDecodeError:
+        return False
+
+
+def resolve_side(config: RawConfig, stack_name: str) -> Side:
+    configured = config.get(SIDE.full) or None
     if configured is not None:
         if configured not in SIDES:
             raise ConfigError(SIDE.full, configured, "'upstream' or 'downstream'")
-        return configured
+        return "upstream" if configured == "upstream" else "downstream"
     for side in SIDES:
         if stack_name == side or stack_name.startswith(f"{side}-"):
             return side
@@ -273,195 +512,218 @@ def resolve_side(get: RawConfig, stack_name: str) -> Side:
     )
 
 
-def _aws_region(get: RawConfig) -> Region:
-    value = get(AWS_REGION_KEY)
-    if not value:
-        raise ConfigError(
-            AWS_REGION_KEY, value, "the region of this stack's registry, e.g. us-east-1"
+def refuse_unknown_keys(config: RawConfig) -> None:
+    """A misspelled key would otherwise be silently ignored (a typo in repositoryPrefix would
+    widen the grant to every repository)."""
+    known = [k.full for k in KEYS]
+    for full in sorted(config):
+        namespace, _, _ = full.partition(":")
+        if namespace != NAMESPACE or full in known:
+            continue
+        close = difflib.get_close_matches(full, known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else f"the known keys are {', '.join(sorted(known))}"
         )
-    return _region(AWS_REGION_KEY, value)
+        raise ConfigError(full, config[full], f"a key this program knows; {hint}")
 
 
-# --- upstream ----------------------------------------------------------------------------------
+def _refuse_other_side_keys(config: RawConfig, side: Side) -> None:
+    """A key of the other side set here is a mistake that would otherwise be silently ignored
+    (rules in an upstream stack create no rule)."""
+    for key in KEYS:
+        if key.side in ("both", side):
+            continue
+        raw = config.get(key.full)
+        if raw not in (None, "") and not _holds_default(key, raw):
+            raise ConfigError(
+                key.full, raw, f"unset in a {side} stack: it configures the {key.side} stack"
+            )
 
 
-def _extra_statements(get: RawConfig) -> tuple[Mapping[str, Any], ...]:
+def _model_input(config: RawConfig, side: Side) -> tuple[dict[str, Any], dict[str, str]]:
+    """The side's keys as the model takes them, and each model field's config key."""
+    data: dict[str, Any] = {}
+    name_of: dict[str, str] = {"region": AWS_REGION_KEY}
+    region_value = config.get(AWS_REGION_KEY)
+    if region_value:
+        data["region"] = region_value
+    for key in KEYS:
+        if key.side not in ("both", side):
+            continue
+        name_of[key.name] = key.full
+        raw = config.get(key.full)
+        if raw is None or raw == "":
+            continue
+        value = _decode(key, raw)
+        if value is None:
+            continue
+        data[key.name] = value
+    return data, name_of
+
+
+def _validate(model: type[_Model], config: RawConfig, side: Side) -> Any:
+    data, name_of = _model_input(config, side)
+    if "region" not in data:
+        raise ConfigError(
+            AWS_REGION_KEY, None, "the region of this stack's registry, e.g. us-east-1"
+        )
+    try:
+        return model.model_validate(data, by_alias=True)
+    except ValidationError as err:
+        raise config_error(err, model, name_of, data) from None
+
+
+def _no_duplicates(key: str, values: Sequence[str], field: str = "") -> None:
+    seen: dict[str, int] = {}
+    for i, v in enumerate(values):
+        n = v.rstrip("/")
+        if n in seen:
+            raise ConfigError(
+                f"{key}[{i}]{field}", v, f"each value once; it repeats item {seen[n]}"
+            )
+        seen[n] = i
+
+
+# --- upstream ------------------------------------------------------------------------------------
+
+
+def _namespace(prefix: str) -> str:
+    return prefix.rstrip("/")
+
+
+def _extra_statements(model: UpstreamModel, grant: CacheReadGrant) -> tuple[dict[str, Any], ...]:
     key = EXTRA_REGISTRY_POLICY_STATEMENTS.full
-    statements = _json(get, EXTRA_REGISTRY_POLICY_STATEMENTS, list, "a YAML list of IAM statements")
     sids: dict[str, int] = {}
-    for i, s in enumerate(statements):
+    statements = []
+    for i, s in enumerate(model.extra_registry_policy_statements):
         here = f"{key}[{i}]"
-        if not isinstance(s, dict):
-            raise ConfigError(here, s, "an IAM statement (a mapping with Effect, Action, ...)")
-        if s.get("Effect") not in ("Allow", "Deny"):
-            raise ConfigError(f"{here}.Effect", s.get("Effect"), "'Allow' or 'Deny'")
-        if not ("Action" in s or "NotAction" in s):
-            raise ConfigError(here, s, "a statement with Action or NotAction")
-        if not ("Principal" in s or "NotPrincipal" in s):
-            raise ConfigError(here, s, "a statement with Principal: registry policies need one")
-        sid = s.get("Sid")
-        if sid is not None:
-            if sid in OWNED_SIDS:
+        document = s.model_dump(exclude_none=True)
+        if s.Sid is not None:
+            if s.Sid in OWNED_SIDS:
                 raise ConfigError(
                     f"{here}.Sid",
-                    sid,
+                    s.Sid,
                     f"a Sid other than {', '.join(OWNED_SIDS)} (owned by ecr-ptc)",
                 )
-            if sid in sids:
-                raise ConfigError(f"{here}.Sid", sid, f"a unique Sid; item {sids[sid]} has it too")
-            sids[sid] = i
+            if s.Sid in sids:
+                raise ConfigError(
+                    f"{here}.Sid", s.Sid, f"a unique Sid; item {sids[s.Sid]} has it too"
+                )
+            sids[s.Sid] = i
+        denied = denies_granted_actions(
+            document, grant, repositories_under(model.repository_prefix)
+        )
+        if denied:
+            raise ConfigError(
+                here,
+                document,
+                f"a statement that does not deny {', '.join(denied)} to the accounts this stack "
+                "grants without a Condition: it would break every pull through the cache. A "
+                "Deny guard needs a Condition (e.g. StringNotEquals aws:PrincipalOrgID)",
+            )
+        statements.append(document)
     return tuple(statements)
 
 
-def parse_upstream(get: RawConfig) -> UpstreamConfig:
-    here = _aws_region(get)
-    accounts = _string_list(get, DOWNSTREAM_ACCOUNT_IDS, "12-digit AWS account IDs")
-    for i, a in enumerate(accounts):
-        _account_id(f"{DOWNSTREAM_ACCOUNT_IDS.full}[{i}]", a)
+def parse_upstream(config: RawConfig) -> UpstreamConfig:
+    model: UpstreamModel = _validate(UpstreamModel, config, "upstream")
+    accounts = list(model.downstream_account_ids)
     _no_duplicates(DOWNSTREAM_ACCOUNT_IDS.full, accounts)
-
-    organization_id = _raw(get, ORGANIZATION_ID)
-    if organization_id is not None and not ORGANIZATION_ID_PATTERN.match(organization_id):
-        raise ConfigError(
-            ORGANIZATION_ID.full,
-            organization_id,
-            "an AWS Organizations ID: 'o-' then 10 to 32 lower-case letters or digits",
-        )
-    if not accounts and organization_id is None:
+    _no_duplicates(ORGANIZATIONAL_UNIT_PATHS.full, model.organizational_unit_paths)
+    if model.organizational_unit_paths:
+        organizations = {p.split("/", 1)[0] for p in model.organizational_unit_paths}
+        if model.organization_id is not None and organizations != {model.organization_id}:
+            raise ConfigError(
+                ORGANIZATIONAL_UNIT_PATHS.full,
+                list(model.organizational_unit_paths),
+                f"paths in the organization {model.organization_id} "
+                f"({ORGANIZATION_ID.full}); the paths narrow that grant to these OUs",
+            )
+    if not accounts and model.organization_id is None and not model.organizational_unit_paths:
         raise ConfigError(
             DOWNSTREAM_ACCOUNT_IDS.full,
             accounts,
-            f"at least one account ID, or set {ORGANIZATION_ID.full}: otherwise the upstream "
-            "grants nothing and no downstream can cache from it",
+            f"at least one account ID, or set {ORGANIZATION_ID.full} or "
+            f"{ORGANIZATIONAL_UNIT_PATHS.full}: otherwise the upstream grants nothing and no "
+            "downstream can cache from it",
         )
-
-    prefix = _raw(get, REPOSITORY_PREFIX)
-    if prefix is not None:
-        _prefix(REPOSITORY_PREFIX.full, prefix, allow_root=False)
-
-    grant_via = _raw(get, GRANT_VIA_KEY) or GRANT_VIA_KEY.default
-    if grant_via not in GRANT_VIA:
-        raise ConfigError(GRANT_VIA_KEY.full, grant_via, "'registry' or 'repository'")
-
-    repositories = _string_list(get, REPOSITORIES, "repository names")
+    prefix = model.repository_prefix
+    repositories = list(model.repositories)
     for i, name in enumerate(repositories):
-        item = f"{REPOSITORIES.full}[{i}]"
-        if not (2 <= len(name) <= 256 and REPOSITORY_NAME_PATTERN.match(name)):
-            raise ConfigError(item, name, "an ECR repository name (lower-case, 2-256 characters)")
         if prefix is not None and not name.startswith(f"{_namespace(prefix)}/"):
             raise ConfigError(
-                item,
+                f"{REPOSITORIES.full}[{i}]",
                 name,
                 f"a repository under {REPOSITORY_PREFIX.full} '{prefix}' "
                 f"(e.g. '{_namespace(prefix)}/{name}'), since only that namespace is shared",
             )
     _no_duplicates(REPOSITORIES.full, repositories)
-    if grant_via == "repository" and not repositories:
+    if model.grant_via == "repository" and not repositories:
         raise ConfigError(
             REPOSITORIES.full,
             repositories,
             f"at least one repository name when {GRANT_VIA_KEY.full} is 'repository'",
         )
-    if grant_via == "registry" and repositories:
+    if model.grant_via == "registry" and repositories:
         raise ConfigError(
             REPOSITORIES.full,
             repositories,
             f"empty unless {GRANT_VIA_KEY.full} is 'repository' "
             "(a registry policy already covers every repository of the pattern)",
         )
-
-    scope = _raw(get, MANAGE_REGISTRY_POLICY_SCOPE)
-    if scope is not None and scope.lower() not in ("true", "false"):
-        raise ConfigError(MANAGE_REGISTRY_POLICY_SCOPE.full, scope, "true or false")
-    extra = _extra_statements(get)
-    if extra and grant_via != "registry":
+    here = region(model.region)
+    grant = CacheReadGrant(
+        here.partition,
+        tuple(sorted(accounts)),
+        model.organization_id,
+        tuple(sorted(model.organizational_unit_paths)),
+    )
+    extra = _extra_statements(model, grant)
+    if extra and model.grant_via != "registry":
         raise ConfigError(
             EXTRA_REGISTRY_POLICY_STATEMENTS.full,
-            extra,
+            list(extra),
             f"empty unless {GRANT_VIA_KEY.full} is "
             "'registry': with 'repository' this stack does not write the registry policy",
         )
     return UpstreamConfig(
         region=here,
-        downstream_account_ids=tuple(sorted(accounts)),
-        organization_id=organization_id,
+        downstream_account_ids=grant.account_ids,
+        organization_id=model.organization_id,
         repository_prefix=prefix,
-        grant_via=grant_via,  # type: ignore[arg-type]
+        grant_via=model.grant_via,
         repositories=tuple(sorted(repositories)),
-        manage_registry_policy_scope=(
-            MANAGE_REGISTRY_POLICY_SCOPE.default if scope is None else scope.lower() == "true"
-        ),
+        manage_registry_policy_scope=model.manage_registry_policy_scope,
         extra_registry_policy_statements=extra,
+        organizational_unit_paths=grant.organizational_unit_paths,
     )
 
 
-# --- downstream --------------------------------------------------------------------------------
+# --- downstream ----------------------------------------------------------------------------------
 
 
-def _rules(get: RawConfig) -> tuple[CacheRule, ...]:
+def _rules(model: DownstreamModel) -> tuple[CacheRule, ...]:
     key = RULES.full
-    shape = (
-        "a YAML list of rules, each {ecrRepositoryPrefix: <prefix>, "
-        "upstreamRepositoryPrefix: <prefix, optional>}"
-    )
-    items = _json(get, RULES, list, shape)
-    if not 1 <= len(items) <= quotas.MAX_RULES_PER_REGISTRY:
-        raise ConfigError(
-            key,
-            f"{len(items)} rules",
-            f"1 to {quotas.MAX_RULES_PER_REGISTRY} rules: AWS's quota of pull-through-cache "
-            "rules per registry, not adjustable",
-        )
     rules: list[CacheRule] = []
-    for i, item in enumerate(items):
-        here = f"{key}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(here, item, shape)
-        unknown = sorted(set(item) - set(RULE_FIELDS))
-        if unknown:
-            raise ConfigError(f"{here}.{unknown[0]}", item[unknown[0]], f"one of {RULE_FIELDS}")
-        if "ecrRepositoryPrefix" not in item:
-            raise ConfigError(f"{here}.ecrRepositoryPrefix", None, "a prefix: it is required")
-        ecr_prefix = _prefix(f"{here}.ecrRepositoryPrefix", item["ecrRepositoryPrefix"])
-        upstream_prefix = item.get("upstreamRepositoryPrefix", ROOT_PREFIX)
-        _prefix(f"{here}.upstreamRepositoryPrefix", upstream_prefix)
-        if ecr_prefix == ROOT_PREFIX and upstream_prefix != ROOT_PREFIX:
+    for i, item in enumerate(model.rules):
+        if item.ecr_repository_prefix == ROOT_PREFIX and (
+            item.upstream_repository_prefix != ROOT_PREFIX
+        ):
             raise ConfigError(
-                f"{here}.upstreamRepositoryPrefix",
-                upstream_prefix,
+                f"{key}[{i}].upstreamRepositoryPrefix",
+                item.upstream_repository_prefix,
                 "unset when ecrRepositoryPrefix is ROOT (AWS allows an upstream prefix only "
                 "with a namespaced ecrRepositoryPrefix)",
             )
-        rules.append(CacheRule(ecr_prefix, upstream_prefix))
-    _no_duplicates(
-        key, [r.ecr_repository_prefix for r in rules], _namespace, ".ecrRepositoryPrefix"
-    )
+        rules.append(CacheRule(item.ecr_repository_prefix, item.upstream_repository_prefix))
+    _no_duplicates(key, [r.ecr_repository_prefix for r in rules], ".ecrRepositoryPrefix")
     return tuple(rules)
 
 
-def _role_name(key: str, value: object) -> str:
-    if not (
-        isinstance(value, str)
-        and len(value) <= quotas.ROLE_NAME_MAX_CHARS
-        and ROLE_NAME_PATTERN.match(value)
-    ):
-        raise ConfigError(
-            key,
-            value,
-            f"an IAM role name: 1 to {quotas.ROLE_NAME_MAX_CHARS} letters, digits or +=,.@_-",
-        )
-    return value
-
-
-def _positive_int(key: str, value: object) -> int:
-    # bool is an int in Python; `true` is not a number of days.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "a whole number of at least 1")
-    return value
-
-
 def _kms_key_arns(
-    key: str, value: object, regions: tuple[Region, ...]
+    key: str, value: str | dict[str, str], regions: tuple[Region, ...]
 ) -> tuple[tuple[str, str], ...]:
     names = [r.name for r in regions]
     if isinstance(value, str):
@@ -473,8 +735,6 @@ def _kms_key_arns(
                 f"{REGIONS.full} ({', '.join(names)}): a KMS key serves only its own region",
             )
         value = {names[0]: value}
-    if not isinstance(value, dict):
-        raise ConfigError(key, value, "a KMS key ARN, or a map of region to key ARN")
     if sorted(value) != sorted(names):
         raise ConfigError(
             key, sorted(value), f"one key ARN for each region of {REGIONS.full}: {', '.join(names)}"
@@ -482,14 +742,8 @@ def _kms_key_arns(
     partition = regions[0].partition
     for region_name, arn in value.items():
         here = f"{key}.{region_name}" if len(regions) > 1 else key
-        match = KMS_KEY_ARN_PATTERN.match(arn) if isinstance(arn, str) else None
-        if match is None:
-            raise ConfigError(
-                here,
-                arn,
-                "a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<key-id> (not an alias)",
-            )
-        if match["region"] != region_name or match["partition"] != partition:
+        _, arn_partition, _, arn_region, *_ = arn.split(":")
+        if arn_region != region_name or arn_partition != partition:
             raise ConfigError(
                 here,
                 arn,
@@ -499,9 +753,7 @@ def _kms_key_arns(
     return tuple(sorted(value.items()))
 
 
-def _resource_tags(key: str, value: object) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        raise ConfigError(key, value, "a map of tag keys to values")
+def _resource_tags(key: str, value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     if len(value) > quotas.MAX_TAGS_PER_RESOURCE:
         raise ConfigError(
             key, f"{len(value)} tags", f"at most {quotas.MAX_TAGS_PER_RESOURCE} tags (AWS's limit)"
@@ -514,7 +766,7 @@ def _resource_tags(key: str, value: object) -> tuple[tuple[str, str], ...]:
                 f"a tag key of 1 to {quotas.TAG_KEY_MAX_CHARS} characters, "
                 "not starting with 'aws:'",
             )
-        if not isinstance(tag_value, str) or len(tag_value) > quotas.TAG_VALUE_MAX_CHARS:
+        if len(tag_value) > quotas.TAG_VALUE_MAX_CHARS:
             raise ConfigError(
                 f"{key}.{tag}",
                 tag_value,
@@ -523,71 +775,52 @@ def _resource_tags(key: str, value: object) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
-def _repository_template(get: RawConfig, regions: tuple[Region, ...]) -> RepositoryTemplate | None:
-    key = REPOSITORY_TEMPLATE.full
-    raw = _raw(get, REPOSITORY_TEMPLATE)
-    if raw is None or raw == "null":
+def _repository_template(
+    model: TemplateModel | None, regions: tuple[Region, ...]
+) -> RepositoryTemplate | None:
+    if model is None:
         return None
-    value = _json(get, REPOSITORY_TEMPLATE, dict, f"a mapping with any of {TEMPLATE_FIELDS}")
-    unknown = sorted(set(value) - set(TEMPLATE_FIELDS))
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", value[unknown[0]], f"one of {TEMPLATE_FIELDS}")
-    mutability = value.get("imageTagMutability", "MUTABLE")
-    if mutability not in IMAGE_TAG_MUTABILITY:
+    key = REPOSITORY_TEMPLATE.full
+    with_exclusion = model.image_tag_mutability.endswith("_WITH_EXCLUSION")
+    filters = model.image_tag_mutability_exclusion_filters
+    if with_exclusion and not filters:
         raise ConfigError(
-            f"{key}.imageTagMutability",
-            mutability,
-            "MUTABLE (recommended for a cache, so tags "
-            "can be refreshed from the upstream) or IMMUTABLE",
+            f"{key}.imageTagMutabilityExclusionFilters",
+            [],
+            f"at least one tag filter when imageTagMutability is {model.image_tag_mutability}",
         )
-    days, keep = value.get("expireUntaggedAfterDays"), value.get("keepLastImages")
-    description = value.get("description")
-    if description is not None and not (
-        isinstance(description, str) and len(description) <= quotas.TEMPLATE_DESCRIPTION_MAX_CHARS
-    ):
+    if filters and not with_exclusion:
         raise ConfigError(
-            f"{key}.description",
-            description,
-            f"a string of at most {quotas.TEMPLATE_DESCRIPTION_MAX_CHARS} characters",
+            f"{key}.imageTagMutabilityExclusionFilters",
+            list(filters),
+            "unset unless imageTagMutability is MUTABLE_WITH_EXCLUSION or IMMUTABLE_WITH_EXCLUSION",
         )
+    _no_duplicates(f"{key}.imageTagMutabilityExclusionFilters", filters)
     return RepositoryTemplate(
-        image_tag_mutability=mutability,
-        expire_untagged_after_days=(
-            None if days is None else _positive_int(f"{key}.expireUntaggedAfterDays", days)
-        ),
-        keep_last_images=None if keep is None else _positive_int(f"{key}.keepLastImages", keep),
+        image_tag_mutability=model.image_tag_mutability,
+        image_tag_mutability_exclusion_filters=tuple(sorted(filters)),
+        expire_untagged_after_days=model.expire_untagged_after_days,
+        keep_last_images=model.keep_last_images,
         kms_key_arns=(
             ()
-            if value.get("kmsKeyArn") is None
-            else _kms_key_arns(f"{key}.kmsKeyArn", value["kmsKeyArn"], regions)
+            if model.kms_key_arn is None
+            else _kms_key_arns(f"{key}.kmsKeyArn", model.kms_key_arn, regions)
         ),
         resource_tags=(
             ()
-            if value.get("resourceTags") is None
-            else _resource_tags(f"{key}.resourceTags", value["resourceTags"])
+            if model.resource_tags is None
+            else _resource_tags(f"{key}.resourceTags", model.resource_tags)
         ),
-        description=description,
+        description=model.description,
     )
 
 
-def parse_downstream(get: RawConfig) -> DownstreamConfig:
-    here = _aws_region(get)
-    names = _string_list(get, REGIONS, "AWS region names")
-    regions = [_region(f"{REGIONS.full}[{i}]", n) for i, n in enumerate(names)] or [here]
-    _no_duplicates(REGIONS.full, [r.name for r in regions])
-    partitions = {r.partition for r in regions}
-    if partitions != {here.partition}:
-        raise ConfigError(
-            REGIONS.full,
-            names,
-            f"regions of the same partition as {AWS_REGION_KEY} "
-            f"'{here.name}' ({here.partition}): one IAM role cannot serve two partitions",
-        )
-
-    stack = _raw(get, UPSTREAM_STACK)
-    account = _raw(get, UPSTREAM_ACCOUNT_ID)
-    upstream_region = _raw(get, UPSTREAM_REGION)
-    direct: DirectUpstream | None = None
+def _upstream(model: DownstreamModel, here: Region) -> tuple[str | None, DirectUpstream | None]:
+    stack, account, upstream_region = (
+        model.upstream_stack,
+        model.upstream_account_id,
+        model.upstream_region,
+    )
     if stack is not None:
         if account is not None or upstream_region is not None:
             raise ConfigError(
@@ -596,33 +829,8 @@ def parse_downstream(get: RawConfig) -> DownstreamConfig:
                 f"set either {UPSTREAM_STACK.full}, or "
                 f"{UPSTREAM_ACCOUNT_ID.full} with {UPSTREAM_REGION.full}, not both",
             )
-        if not STACK_NAME_PATTERN.match(stack):
-            raise ConfigError(
-                UPSTREAM_STACK.full,
-                stack,
-                "a fully qualified stack name "
-                "<organization>/<project>/<stack>, e.g. organization/ecr-ptc/upstream",
-            )
-    elif account is not None or upstream_region is not None:
-        if account is None:
-            raise ConfigError(
-                UPSTREAM_ACCOUNT_ID.full, None, f"set together with {UPSTREAM_REGION.full}"
-            )
-        if upstream_region is None:
-            raise ConfigError(
-                UPSTREAM_REGION.full, None, f"set together with {UPSTREAM_ACCOUNT_ID.full}"
-            )
-        direct = DirectUpstream(
-            _account_id(UPSTREAM_ACCOUNT_ID.full, account),
-            _region(UPSTREAM_REGION.full, upstream_region),
-        )
-        if direct.region.partition != here.partition:
-            raise ConfigError(
-                UPSTREAM_REGION.full,
-                upstream_region,
-                f"a region of the same partition as this stack ({here.partition})",
-            )
-    else:
+        return stack, None
+    if account is None and upstream_region is None:
         raise ConfigError(
             UPSTREAM_STACK.full,
             None,
@@ -630,67 +838,98 @@ def parse_downstream(get: RawConfig) -> DownstreamConfig:
             f"organization/ecr-ptc/upstream), or {UPSTREAM_ACCOUNT_ID.full} and "
             f"{UPSTREAM_REGION.full} for a registry managed elsewhere",
         )
-
-    role_name = _raw(get, ROLE_NAME)
-    if role_name is not None and not (
-        len(role_name) <= quotas.ROLE_NAME_MAX_CHARS and ROLE_NAME_PATTERN.match(role_name)
-    ):
+    if account is None:
         raise ConfigError(
-            ROLE_NAME.full,
-            role_name,
-            f"an IAM role name: 1 to {quotas.ROLE_NAME_MAX_CHARS} letters, digits or +=,.@_-",
+            UPSTREAM_ACCOUNT_ID.full, None, f"set together with {UPSTREAM_REGION.full}"
         )
-    consumer_roles = _string_list(get, CONSUMER_ROLE_NAMES, "IAM role names")
-    for i, name in enumerate(consumer_roles):
-        _role_name(f"{CONSUMER_ROLE_NAMES.full}[{i}]", name)
-    _no_duplicates(CONSUMER_ROLE_NAMES.full, consumer_roles)
+    if upstream_region is None:
+        raise ConfigError(
+            UPSTREAM_REGION.full, None, f"set together with {UPSTREAM_ACCOUNT_ID.full}"
+        )
+    direct = DirectUpstream(account, region(upstream_region))
+    if direct.region.partition != here.partition:
+        raise ConfigError(
+            UPSTREAM_REGION.full,
+            upstream_region,
+            f"a region of the same partition as this stack ({here.partition})",
+        )
+    return None, direct
+
+
+def parse_downstream(config: RawConfig) -> DownstreamConfig:
+    model: DownstreamModel = _validate(DownstreamModel, config, "downstream")
+    here = region(model.region)
+    regions = [region(n) for n in model.regions] or [here]
+    _no_duplicates(REGIONS.full, [r.name for r in regions])
+    for i, r in enumerate(regions):
+        if r.partition != here.partition:
+            raise ConfigError(
+                f"{REGIONS.full}[{i}]",
+                r.name,
+                f"a region of the same partition as {AWS_REGION_KEY} "
+                f"'{here.name}' ({here.partition}): one IAM role cannot serve two partitions",
+            )
+    stack, direct = _upstream(model, here)
+    _no_duplicates(CONSUMER_ROLE_NAMES.full, model.consumer_role_names)
     return DownstreamConfig(
         region=here,
         regions=tuple(regions),
-        rules=_rules(get),
-        role_name=role_name,
+        rules=_rules(model),
+        role_name=model.role_name,
         upstream_stack=stack,
         upstream=direct,
-        repository_template=_repository_template(get, tuple(regions)),
-        consumer_role_names=tuple(sorted(consumer_roles)),
+        repository_template=_repository_template(model.repository_template, tuple(regions)),
+        consumer_role_names=tuple(sorted(model.consumer_role_names)),
     )
 
 
-def _holds_default(key: Key, raw: str) -> bool:
-    if isinstance(key.default, str):
-        return raw == key.default
+def is_fleet_template(config: RawConfig) -> bool:
+    return any(
+        config.get(k.full) not in (None, "", "[]") for k in (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS)
+    )
+
+
+def parse(config: RawConfig, stack_name: str) -> StackConfig:
+    refuse_unknown_keys(config)
+    side = resolve_side(config, stack_name)
+    _refuse_other_side_keys(config, side)
+    if side == "upstream":
+        return parse_upstream(config)
+    parsed = parse_downstream(config)
+    if is_fleet_template(config):
+        raise FleetTemplateError(
+            f"{ACCOUNTS.full} / {ORGANIZATIONAL_UNIT_IDS.full}",
+            stack_name,
+            "a single-account stack: this stack file is a fleet template, never deployed "
+            "itself. Run `make fleet-preview` or `make fleet-up` (one member stack per "
+            f"account, named {stack_name}-<accountId>), or `make fleet-members` to list them",
+        )
+    return parsed
+
+
+def valid_account_id(key: str, value: object) -> str:
     try:
-        return bool(json.loads(raw) == key.default)
+        return str(TypeAdapter(AccountId).validate_python(value))
+    except ValidationError:
+        raise ConfigError(key, value, "an AWS account ID: exactly 12 digits, quoted") from None
+
+
+def allowed_account_id(config: RawConfig) -> str | None:
+    """The one account `aws:allowedAccountIds` pins this stack to, or None when unpinned."""
+    raw = config.get(ALLOWED_ACCOUNT_IDS_KEY)
+    if raw is None or raw in ("", "[]"):
+        return None
+    try:
+        value = json.loads(raw)
     except json.JSONDecodeError:
-        return False
+        value = raw
+    valid = "a list holding the one 12-digit account ID (quoted) this stack deploys to"
+    if not isinstance(value, list) or len(value) != 1:
+        raise ConfigError(ALLOWED_ACCOUNT_IDS_KEY, value, valid)
+    return valid_account_id(f"{ALLOWED_ACCOUNT_IDS_KEY}[0]", value[0])
 
 
-def _refuse_other_side_keys(get: RawConfig, side: Side) -> None:
-    """A key of the other side set here is a mistake that would otherwise be silently ignored
-    (rules in an upstream stack create no rule)."""
-    for key in KEYS:
-        if key.side in ("both", side):
-            continue
-        raw = _raw(get, key)
-        if raw is not None and not _holds_default(key, raw):
-            raise ConfigError(
-                key.full, raw, f"unset in a {side} stack: it configures the {key.side} stack"
-            )
-
-
-def parse(get: RawConfig, stack_name: str) -> StackConfig:
-    side = resolve_side(get, stack_name)
-    _refuse_other_side_keys(get, side)
-    return parse_upstream(get) if side == "upstream" else parse_downstream(get)
-
-
-def from_pulumi() -> RawConfig:
-    """Read config the way the Pulumi CLI hands it to the program."""
-    namespaces: dict[str, pulumi.Config] = {}
-
-    def get(full_key: str) -> str | None:
-        namespace, _, name = full_key.partition(":")
-        config = namespaces.setdefault(namespace, pulumi.Config(namespace))
-        return config.get(name)
-
-    return get
+def from_pulumi() -> dict[str, str]:
+    """Every config key the Pulumi CLI hands the program, as the CLI hands it (strings, JSON for
+    lists, objects and booleans). The program needs all of them to refuse unknown keys."""
+    return dict(pulumi.runtime.config.CONFIG.get())

@@ -7,14 +7,16 @@ output cannot drift between them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from components.aws_names import (
     ROOT_PREFIX,
     Region,
-    UnknownRegionError,
     region,
     registry_host,
     repositories_under,
@@ -30,6 +32,13 @@ from components.config import (
 )
 from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
 from components.config_error import ConfigError
+from components.values import (
+    PREFIX_PATTERN,
+    AccountId,
+    OrganizationalUnitPath,
+    OrganizationId,
+    RegionName,
+)
 
 # Upstream stack outputs.
 UPSTREAM_ACCOUNT_ID = "upstreamAccountId"
@@ -38,7 +47,9 @@ UPSTREAM_REGISTRY_URL = "upstreamRegistryUrl"
 REPOSITORY_ARN_PATTERN = "repositoryArnPattern"
 DOWNSTREAM_ACCOUNT_IDS = "downstreamAccountIds"
 ORGANIZATION_ID = "organizationId"
-# Read by the downstream; organizationId may be null (or dropped by the engine when null).
+ORGANIZATIONAL_UNIT_PATHS = "organizationalUnitPaths"
+# Read by the downstream; organizationId may be null (or dropped by the engine when null), and
+# upstreams deployed before organizationalUnitPaths existed do not export it.
 REQUIRED_UPSTREAM_OUTPUTS = (
     UPSTREAM_ACCOUNT_ID,
     UPSTREAM_REGION,
@@ -46,7 +57,7 @@ REQUIRED_UPSTREAM_OUTPUTS = (
     REPOSITORY_ARN_PATTERN,
     DOWNSTREAM_ACCOUNT_IDS,
 )
-UPSTREAM_OUTPUTS = (*REQUIRED_UPSTREAM_OUTPUTS, ORGANIZATION_ID)
+UPSTREAM_OUTPUTS = (*REQUIRED_UPSTREAM_OUTPUTS, ORGANIZATION_ID, ORGANIZATIONAL_UNIT_PATHS)
 
 # Downstream stack outputs.
 ROLE_ARN = "roleArn"
@@ -57,6 +68,24 @@ DOWNSTREAM_OUTPUTS = (ROLE_ARN, RULES_OUTPUT, CONSUMER_POLICY_ARN)
 
 class UpstreamStackError(ConfigError):
     """The upstream stack's outputs cannot be used."""
+
+    @staticmethod
+    def of_output(stack: str, output: str, value: object, valid: str) -> UpstreamStackError:
+        return UpstreamStackError(f"{UPSTREAM_STACK.full} ({stack}), output {output}", value, valid)
+
+
+class _UpstreamOutputs(BaseModel):
+    """The upstream's outputs, validated like config: they flow into policies."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    upstreamAccountId: AccountId
+    upstreamRegion: RegionName
+    upstreamRegistryUrl: str
+    repositoryArnPattern: str
+    downstreamAccountIds: list[AccountId]
+    organizationId: OrganizationId | None = None
+    organizationalUnitPaths: list[OrganizationalUnitPath] = []
 
 
 @dataclass(frozen=True)
@@ -69,10 +98,15 @@ class UpstreamFacts:
     downstream_account_ids: tuple[str, ...] | None  # None: not known (registry managed elsewhere)
     organization_id: str | None
     repository_prefix: str | None  # the shared namespace, from the pattern; None: everything
+    organizational_unit_paths: tuple[str, ...] = ()
 
     @property
     def registry_url(self) -> str:
         return registry_host(self.account_id, self.region)
+
+    @property
+    def grants_by_organization(self) -> bool:
+        return self.organization_id is not None or bool(self.organizational_unit_paths)
 
     def to_outputs(self) -> dict[str, Any]:
         return {
@@ -82,6 +116,7 @@ class UpstreamFacts:
             REPOSITORY_ARN_PATTERN: self.repository_arn_pattern,
             DOWNSTREAM_ACCOUNT_IDS: list(self.downstream_account_ids or ()),
             ORGANIZATION_ID: self.organization_id,
+            ORGANIZATIONAL_UNIT_PATHS: list(self.organizational_unit_paths),
         }
 
     @staticmethod
@@ -94,21 +129,44 @@ class UpstreamFacts:
                 f"a stack that exports {', '.join(missing)}; it has no such output. Run "
                 f"`pulumi up` on {stack} first (and check that it is the upstream stack)",
             )
-        pattern = str(outputs[REPOSITORY_ARN_PATTERN])
-        resource = pattern.split(":repository/", 1)[-1]
+        present = {k: v for k, v in outputs.items() if v is not None}
         try:
-            where = region(str(outputs[UPSTREAM_REGION]))
-        except UnknownRegionError as err:
-            raise UpstreamStackError(
-                UPSTREAM_STACK.full, stack, f"a stack whose {UPSTREAM_REGION} is a region ({err})"
-            ) from None
+            parsed = _UpstreamOutputs.model_validate(present)
+        except ValidationError as err:
+            error = err.errors(include_url=False)[0]
+            name = str(error["loc"][0])
+            ctx = error.get("ctx") or {}
+            valid = str(ctx.get("valid") or error["msg"])
+            raise UpstreamStackError.of_output(stack, name, error.get("input"), valid) from None
+        where = region(parsed.upstreamRegion)
+        account = parsed.upstreamAccountId
+        pattern = parsed.repositoryArnPattern
+        head = repository_arn(where, account, "")
+        resource = pattern.removeprefix(head)
+        shared = resource.removesuffix("/*")
+        if not pattern.startswith(head) or not (
+            resource == "*"
+            or (
+                resource.endswith("/*")
+                and re.fullmatch(PREFIX_PATTERN, shared, re.ASCII) is not None
+                and shared != ROOT_PREFIX
+            )
+        ):
+            raise UpstreamStackError.of_output(
+                stack,
+                REPOSITORY_ARN_PATTERN,
+                pattern,
+                f"an ECR repository ARN pattern of the upstream's own account and region, "
+                f"{head}* or {head}<prefix>/*",
+            )
         return UpstreamFacts(
-            account_id=str(outputs[UPSTREAM_ACCOUNT_ID]),
+            account_id=account,
             region=where,
             repository_arn_pattern=pattern,
-            downstream_account_ids=tuple(outputs[DOWNSTREAM_ACCOUNT_IDS]),
-            organization_id=outputs.get(ORGANIZATION_ID) or None,
-            repository_prefix=None if resource == "*" else resource.removesuffix("/*"),
+            downstream_account_ids=tuple(parsed.downstreamAccountIds),
+            organization_id=parsed.organizationId,
+            repository_prefix=None if resource == "*" else shared,
+            organizational_unit_paths=tuple(parsed.organizationalUnitPaths),
         )
 
 
@@ -156,7 +214,7 @@ def check_pairing(facts: UpstreamFacts, config: DownstreamConfig, account_id: st
         )
     if (
         facts.downstream_account_ids is not None
-        and facts.organization_id is None
+        and not facts.grants_by_organization
         and account_id not in facts.downstream_account_ids
     ):
         raise ConfigError(

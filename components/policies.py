@@ -6,8 +6,10 @@ order of the inputs, so a preview diff shows a change only when the grant change
 
 from __future__ import annotations
 
+import fnmatch
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from components.aws_names import account_root_arn
@@ -60,7 +62,27 @@ CONSUMER_TAG_ACTION = "ecr:TagResource"
 # extraRegistryPolicyStatements may not use them.
 ACCOUNTS_READ_SID = "EcrPtcDownstreamAccountsRead"
 ORGANIZATION_READ_SID = "EcrPtcOrganizationRead"
-OWNED_SIDS = (ACCOUNTS_READ_SID, ORGANIZATION_READ_SID)
+ORGANIZATIONAL_UNITS_READ_SID = "EcrPtcOrganizationalUnitsRead"
+OWNED_SIDS = (ACCOUNTS_READ_SID, ORGANIZATION_READ_SID, ORGANIZATIONAL_UNITS_READ_SID)
+
+# The condition every region-wildcard ARN of ours carries: it narrows `*` back to the configured
+# regions. aws:RequestedRegion is a global condition key, present in every request.
+REQUESTED_REGION_KEY = "aws:RequestedRegion"
+
+
+@dataclass(frozen=True)
+class CacheReadGrant:
+    """Who the upstream lets read: listed accounts, and/or an organization or some of its OUs."""
+
+    partition: str
+    account_ids: tuple[str, ...]
+    organization_id: str | None
+    organizational_unit_paths: tuple[str, ...] = ()
+
+    @property
+    def any_principal(self) -> bool:
+        """The grant names principals by organization, so any AWS principal may be a grantee."""
+        return self.organization_id is not None or bool(self.organizational_unit_paths)
 
 
 def canonical_json(document: Mapping[str, Any]) -> str:
@@ -77,45 +99,120 @@ def _sorted_statements(statements: Iterable[Statement]) -> list[Statement]:
     return sorted(statements, key=lambda s: (str(s.get("Sid", "")), canonical_json(s)))
 
 
-def upstream_read_statements(
-    partition: str,
-    downstream_account_ids: Sequence[str],
-    organization_id: str | None,
-    resource: str | None,
-) -> list[Statement]:
-    """The upstream's grant to the downstream accounts and/or the organization.
+def upstream_read_statements(grant: CacheReadGrant, resource: str | None) -> list[Statement]:
+    """The upstream's grant to the downstream accounts and/or the organization or its OUs.
 
     `resource` is the repository ARN pattern for a registry policy, or None for a repository
     policy (which applies to its own repository and takes no Resource element).
     """
     scope: Statement = {} if resource is None else {"Resource": resource}
     statements: list[Statement] = []
-    if downstream_account_ids:
+    if grant.account_ids:
         statements.append(
             {
                 "Sid": ACCOUNTS_READ_SID,
                 "Effect": "Allow",
                 "Principal": {
                     "AWS": _one_or_sorted(
-                        account_root_arn(partition, a) for a in downstream_account_ids
+                        account_root_arn(grant.partition, a) for a in grant.account_ids
                     )
                 },
                 "Action": sorted(CACHE_READ_ACTIONS),
                 **scope,
             }
         )
-    if organization_id is not None:
+    if grant.organizational_unit_paths:
+        # Narrower than the organization: principals of accounts under these OUs (nested OUs
+        # included, hence the trailing `*`). The key is multi-valued: ForAnyValue.
+        statements.append(
+            {
+                "Sid": ORGANIZATIONAL_UNITS_READ_SID,
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": sorted(CACHE_READ_ACTIONS),
+                "Condition": {
+                    "ForAnyValue:StringLike": {
+                        "aws:PrincipalOrgPaths": _one_or_sorted(
+                            f"{p}*" for p in grant.organizational_unit_paths
+                        )
+                    }
+                },
+                **scope,
+            }
+        )
+    elif grant.organization_id is not None:
         statements.append(
             {
                 "Sid": ORGANIZATION_READ_SID,
                 "Effect": "Allow",
                 "Principal": {"AWS": "*"},
                 "Action": sorted(CACHE_READ_ACTIONS),
-                "Condition": {"StringEquals": {"aws:PrincipalOrgID": organization_id}},
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": grant.organization_id}},
                 **scope,
             }
         )
     return statements
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _concrete_prefix(pattern: str) -> str:
+    return pattern.split("*", 1)[0]
+
+
+def _repository_part(resource: str) -> str:
+    return "*" if resource == "*" else resource.split(":repository/", 1)[-1]
+
+
+def _may_overlap(a: str, b: str) -> bool:
+    """Whether two repository-name globs can match a common name (judged by the text before the
+    first wildcard: one must extend the other)."""
+    pa, pb = _concrete_prefix(a), _concrete_prefix(b)
+    if "*" not in a and "*" not in b:
+        return a == b
+    return pa.startswith(pb) or pb.startswith(pa)
+
+
+def _applies_to_grantees(statement: Mapping[str, Any], grant: CacheReadGrant) -> bool:
+    if "NotPrincipal" in statement:
+        return True
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    aws = _as_list(principal.get("AWS")) if isinstance(principal, dict) else []
+    if not aws:
+        return False
+    if "*" in aws or grant.any_principal:
+        return True
+    return any(f":{a}:" in p or p == a for p in aws for a in grant.account_ids)
+
+
+def denies_granted_actions(
+    statement: Mapping[str, Any], grant: CacheReadGrant, shared_repositories: str = "*"
+) -> list[str]:
+    """The actions of the grant that `statement` denies, with no Condition, to the grantees on
+    the shared repositories: a Deny like that makes every pull through the cache fail."""
+    if statement.get("Effect") != "Deny" or statement.get("Condition"):
+        return []
+    if not _applies_to_grantees(statement, grant):
+        return []
+    if "Resource" in statement and not any(
+        _may_overlap(_repository_part(r), shared_repositories)
+        for r in _as_list(statement["Resource"])
+    ):
+        return []
+
+    def matches(action: str, patterns: list[Any]) -> bool:
+        return any(fnmatch.fnmatchcase(action.lower(), str(p).lower()) for p in patterns)
+
+    if "NotAction" in statement:
+        kept = _as_list(statement["NotAction"])
+        return [a for a in CACHE_READ_ACTIONS if not matches(a, kept)]
+    return [a for a in CACHE_READ_ACTIONS if matches(a, _as_list(statement.get("Action")))]
 
 
 def policy_document(statements: Iterable[Statement]) -> PolicyDocument:
@@ -138,16 +235,27 @@ def template_role_trust_policy() -> PolicyDocument:
     return service_trust_policy(ECR_SERVICE)
 
 
+def in_regions(regions: Iterable[str]) -> dict[str, Any]:
+    """The condition that narrows region-wildcard ARNs back to `regions`."""
+    return {"StringEquals": {REQUESTED_REGION_KEY: _one_or_sorted(regions)}}
+
+
 def template_role_permissions(
-    cache_repository_arns: Iterable[str], kms_key_arns: Iterable[str]
+    cache_repository_arns_any_region: Iterable[str],
+    regions: Iterable[str],
+    kms_key_arns: Iterable[str],
 ) -> PolicyDocument:
-    """What ECR needs, as the template's role, to create, tag and encrypt cache repositories."""
+    """What ECR needs, as the template's role, to create, tag and encrypt cache repositories.
+
+    Like the cache role's, the repository ARNs carry `*` for the region, narrowed by an
+    aws:RequestedRegion condition; each KMS key ARN names its own region already."""
     statements: list[Statement] = [
         {
             "Sid": "CreateCacheRepositories",
             "Effect": "Allow",
             "Action": sorted(TEMPLATE_REPOSITORY_ACTIONS),
-            "Resource": _one_or_sorted(cache_repository_arns),
+            "Resource": _one_or_sorted(cache_repository_arns_any_region),
+            "Condition": in_regions(regions),
         }
     ]
     keys = sorted(set(kms_key_arns))
@@ -186,7 +294,7 @@ def consumer_policy(
                 "Effect": "Allow",
                 "Action": sorted(actions),
                 "Resource": _one_or_sorted(cache_repository_arns_any_region),
-                "Condition": {"StringEquals": {"aws:RequestedRegion": _one_or_sorted(regions)}},
+                "Condition": in_regions(regions),
             },
         ]
     )
@@ -232,9 +340,16 @@ def lifecycle_policy(
 
 
 def cache_role_permissions(
-    upstream_repository_arns: Iterable[str], cache_repository_arns: Iterable[str]
+    upstream_repository_arns: Iterable[str],
+    cache_repository_arns_any_region: Iterable[str],
+    regions: Iterable[str],
 ) -> PolicyDocument:
-    """What ECR needs, acting as the cache role, to copy upstream images into this account."""
+    """What ECR needs, acting as the cache role, to copy upstream images into this account.
+
+    The cache namespaces are listed once with `*` for the region and narrowed by an
+    aws:RequestedRegion condition: the same requests are allowed as with one ARN per region and
+    prefix, and 50 rules fit in any number of regions. The upstream's ARNs name its one region.
+    """
     return policy_document(
         [
             {
@@ -253,7 +368,8 @@ def cache_role_permissions(
                 "Sid": "FillCache",
                 "Effect": "Allow",
                 "Action": sorted(CACHE_READ_ACTIONS + CACHE_WRITE_ACTIONS),
-                "Resource": _one_or_sorted(cache_repository_arns),
+                "Resource": _one_or_sorted(cache_repository_arns_any_region),
+                "Condition": in_regions(regions),
             },
         ]
     )

@@ -1,4 +1,6 @@
-"""The whole program for either side: validated config in, stack outputs out."""
+"""The whole program for either side: stack config in, the public components declared, stack
+outputs out. Everything config and the upstream's outputs can tell is checked first, by
+computing the stack's plan, so a refused stack declares nothing."""
 
 from __future__ import annotations
 
@@ -8,48 +10,113 @@ import pulumi
 import pulumi_aws as aws
 
 from components import contract
-from components.config import DownstreamConfig, StackConfig, UpstreamConfig
-from components.consumer import CacheConsumerAccess, CacheConsumerAccessArgs
-from components.contract import UpstreamFacts
-from components.downstream import PullThroughCache, PullThroughCacheArgs
+from components.config import (
+    UPSTREAM_STACK,
+    DownstreamConfig,
+    RawConfig,
+    UpstreamConfig,
+    allowed_account_id,
+    parse,
+)
+from components.contract import UpstreamFacts, UpstreamStackError
+from components.downstream import (
+    PullThroughCache,
+    PullThroughCacheArgs,
+    RepositoryTemplateArgs,
+    UpstreamRegistryArgs,
+)
+from components.plan import StackPlan, plan_downstream, plan_upstream
 from components.upstream import UpstreamRegistryAccess, UpstreamRegistryAccessArgs
 
 COMPONENT_NAME = "ecr-ptc"
+# The first version's component types: the aliases keep every resource's URN, so upgrading
+# replaces nothing.
+V1_TYPES = {
+    "upstream": "ecr-ptc:upstream:UpstreamRegistryAccess",
+    "downstream": "ecr-ptc:downstream:PullThroughCache",
+}
 
 
-def _this_account_id() -> pulumi.Output[str]:
-    # The stack's only provider invoke: every ARN needs the account the credentials belong to.
-    return aws.get_caller_identity_output().account_id
+def upstream_args(config: UpstreamConfig, account_id: str) -> UpstreamRegistryAccessArgs:
+    return {
+        "region": config.region.name,
+        "account_id": account_id,
+        "downstream_account_ids": list(config.downstream_account_ids),
+        "organization_id": config.organization_id or "",
+        "organizational_unit_paths": list(config.organizational_unit_paths),
+        "repository_prefix": config.repository_prefix or "",
+        "grant_via": config.grant_via,
+        "repositories": list(config.repositories),
+        "manage_registry_policy_scope": config.manage_registry_policy_scope,
+        "extra_registry_policy_statements": [
+            dict(s) for s in config.extra_registry_policy_statements
+        ],
+    }
 
 
-def upstream_program(config: UpstreamConfig) -> dict[str, Any]:
-    account_id = _this_account_id()
-    UpstreamRegistryAccess(COMPONENT_NAME, UpstreamRegistryAccessArgs(config, account_id))
-    facts = account_id.apply(
-        lambda account: UpstreamFacts(
-            account_id=account,
-            region=config.region,
-            repository_arn_pattern=contract.shared_repository_arn_pattern(
-                config.region, account, config.repository_prefix
+def downstream_args(
+    config: DownstreamConfig, facts: UpstreamFacts, account_id: str
+) -> PullThroughCacheArgs:
+    template = config.repository_template
+    upstream: UpstreamRegistryArgs = {
+        "account_id": facts.account_id,
+        "region": facts.region.name,
+        "repository_prefix": facts.repository_prefix or "",
+        "organization_id": facts.organization_id or "",
+        "organizational_unit_paths": list(facts.organizational_unit_paths),
+    }
+    if facts.downstream_account_ids is not None:
+        upstream["downstream_account_ids"] = list(facts.downstream_account_ids)
+    args: PullThroughCacheArgs = {
+        "account_id": account_id,
+        "regions": [r.name for r in config.regions],
+        "rules": [
+            {
+                "ecr_repository_prefix": r.ecr_repository_prefix,
+                "upstream_repository_prefix": r.upstream_repository_prefix,
+            }
+            for r in config.rules
+        ],
+        "upstream": upstream,
+        "consumer_role_names": list(config.consumer_role_names),
+    }
+    if config.role_name is not None:
+        args["role_name"] = config.role_name
+    if template is not None:
+        settings: RepositoryTemplateArgs = {
+            "image_tag_mutability": template.image_tag_mutability,
+            "image_tag_mutability_exclusion_filters": list(
+                template.image_tag_mutability_exclusion_filters
             ),
-            downstream_account_ids=config.downstream_account_ids,
-            organization_id=config.organization_id,
-            repository_prefix=config.repository_prefix,
-        )
-    )
-    outputs = facts.apply(lambda f: f.to_outputs())
-    return {name: outputs[name] for name in contract.UPSTREAM_OUTPUTS}
+        }
+        if template.expire_untagged_after_days is not None:
+            settings["expire_untagged_after_days"] = template.expire_untagged_after_days
+        if template.keep_last_images is not None:
+            settings["keep_last_images"] = template.keep_last_images
+        if template.kms_key_arns:
+            settings["kms_key_arn"] = dict(template.kms_key_arns)
+        if template.resource_tags:
+            settings["resource_tags"] = dict(template.resource_tags)
+        if template.description is not None:
+            settings["description"] = template.description
+        args["repository_template"] = settings
+    return args
 
 
-def _upstream_facts(config: DownstreamConfig) -> pulumi.Output[UpstreamFacts]:
-    if config.upstream_stack is not None:
-        stack = config.upstream_stack
-        reference = pulumi.StackReference(f"{COMPONENT_NAME}-upstream", stack_name=stack)
-        return reference.outputs.apply(lambda o: UpstreamFacts.from_outputs(stack, o))
-    direct = config.upstream
-    assert direct is not None, "config parsing guarantees an upstream"
-    return pulumi.Output.from_input(
-        UpstreamFacts(
+async def account_id_of(raw: RawConfig) -> str:
+    """The account this stack deploys to: the one `aws:allowedAccountIds` pins (the provider
+    refuses any other), else the account of the credentials."""
+    pinned = allowed_account_id(raw)
+    if pinned is not None:
+        return pinned
+    return str(await aws.get_caller_identity_output().account_id.future())
+
+
+async def read_upstream(config: DownstreamConfig) -> UpstreamFacts:
+    if config.upstream_stack is None:
+        direct = config.upstream
+        assert direct is not None, "config parsing guarantees an upstream"
+        return UpstreamFacts(
             account_id=direct.account_id,
             region=direct.region,
             repository_arn_pattern=contract.shared_repository_arn_pattern(
@@ -59,25 +126,49 @@ def _upstream_facts(config: DownstreamConfig) -> pulumi.Output[UpstreamFacts]:
             organization_id=None,
             repository_prefix=None,
         )
-    )
+    stack = config.upstream_stack
+    reference = pulumi.StackReference(f"{COMPONENT_NAME}-upstream", stack_name=stack)
+    try:
+        outputs = await reference.outputs.future()
+    except Exception as err:  # the engine's reason: no such stack, no access to the backend
+        raise UpstreamStackError(
+            UPSTREAM_STACK.full,
+            stack,
+            f"a stack in this project's state backend that `pulumi up` has deployed ({err})",
+        ) from None
+    return UpstreamFacts.from_outputs(stack, outputs or {})
 
 
-def downstream_program(config: DownstreamConfig) -> dict[str, Any]:
-    account_id = _this_account_id()
+async def stack_plan(raw: RawConfig, stack_name: str) -> StackPlan:
+    """Validate the config, read the upstream, and plan every resource, before declaring any."""
+    config = parse(raw, stack_name)
+    account_id = await account_id_of(raw)
+    if isinstance(config, UpstreamConfig):
+        return plan_upstream(config, account_id, COMPONENT_NAME)
+    return plan_downstream(config, await read_upstream(config), account_id, COMPONENT_NAME)
+
+
+async def program(raw: RawConfig, stack_name: str) -> dict[str, Any]:
+    config = parse(raw, stack_name)
+    account_id = await account_id_of(raw)
+    if isinstance(config, UpstreamConfig):
+        planned = plan_upstream(config, account_id, COMPONENT_NAME)
+        UpstreamRegistryAccess(
+            COMPONENT_NAME, upstream_args(config, account_id), _v1_alias("upstream")
+        )
+        return {name: planned.outputs[name] for name in contract.UPSTREAM_OUTPUTS}
+    facts = await read_upstream(config)
+    # The pairing and every quota, checked naming the stack's config keys.
+    plan_downstream(config, facts, account_id, COMPONENT_NAME)
     cache = PullThroughCache(
-        COMPONENT_NAME, PullThroughCacheArgs(config, _upstream_facts(config), account_id)
-    )
-    consumers = CacheConsumerAccess(
-        f"{COMPONENT_NAME}-consumer", CacheConsumerAccessArgs(config, cache.checked_account_id)
+        COMPONENT_NAME, downstream_args(config, facts, account_id), _v1_alias("downstream")
     )
     return {
         contract.ROLE_ARN: cache.role_arn,
-        contract.RULES_OUTPUT: cache.rule_summaries,
-        contract.CONSUMER_POLICY_ARN: consumers.policy_arn,
+        contract.RULES_OUTPUT: cache.rules,
+        contract.CONSUMER_POLICY_ARN: cache.consumer_policy_arn,
     }
 
 
-def program(config: StackConfig) -> dict[str, Any]:
-    if isinstance(config, UpstreamConfig):
-        return upstream_program(config)
-    return downstream_program(config)
+def _v1_alias(side: str) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=V1_TYPES[side])])

@@ -2,70 +2,79 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
-from components import quotas
-from components.aws_names import SIZING_ACCOUNT_ID
-from components.config import DOWNSTREAM_ACCOUNT_IDS, ORGANIZATION_ID, UpstreamConfig
-from components.contract import shared_repository_arn_pattern
-from components.policies import (
-    canonical_json,
-    policy_document,
-    require_within,
-    upstream_read_statements,
-)
+from components import config as keys
+from components.arguments import as_argument_error, flat_config, known, to_camel
+from components.config import UpstreamConfig, parse_upstream, valid_account_id
+from components.config_error import ConfigError
+from components.declare import declare
+from components.plan import MAIN, plan_upstream
 
-_TOO_MANY_ACCOUNTS = (
-    f"grant the organization with {ORGANIZATION_ID.full} instead of listing every account"
-)
+TYPE = "ecr-ptc:index:UpstreamRegistryAccess"
 
 
-def _grantees(config: UpstreamConfig) -> tuple[str, str]:
-    return DOWNSTREAM_ACCOUNT_IDS.full, f"{len(config.downstream_account_ids)} accounts"
+class UpstreamRegistryAccessArgs(TypedDict):
+    """Who may cache from this registry, and which of its repositories they may read."""
+
+    region: pulumi.Input[str]
+    """The upstream registry's region, e.g. us-east-1."""
+    account_id: NotRequired[pulumi.Input[str]]
+    """The upstream registry's 12-digit account. Default: the account of the AWS provider's
+    credentials."""
+    downstream_account_ids: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
+    """12-digit IDs of the accounts allowed to cache from this registry."""
+    organization_id: NotRequired[pulumi.Input[str]]
+    """AWS Organization ID (o-...) whose every account may cache from this registry."""
+    organizational_unit_paths: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
+    """Organization paths (o-.../r-.../ou-.../) whose accounts may cache; narrower than
+    organizationId."""
+    repository_prefix: NotRequired[pulumi.Input[str]]
+    """Share only repositories under this namespace (golden shares repository/golden/*)."""
+    grant_via: NotRequired[pulumi.Input[str]]
+    """'registry' (one registry policy, the default) or 'repository' (one repository policy per
+    entry of repositories)."""
+    repositories: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
+    """Repositories to grant when grantVia is 'repository'."""
+    manage_registry_policy_scope: NotRequired[pulumi.Input[bool]]
+    """Set REGISTRY_POLICY_SCOPE to V2, without which the registry policy is rejected. Default
+    true."""
+    extra_registry_policy_statements: NotRequired[pulumi.Input[list[dict[str, Any]]]]
+    """IAM statements owned by others that the registry policy must keep."""
 
 
-def registry_policy_text(config: UpstreamConfig, account_id: str) -> str:
-    """The whole registry policy: ours and the statements others own, which must survive."""
-    pattern = shared_repository_arn_pattern(config.region, account_id, config.repository_prefix)
-    ours = upstream_read_statements(
-        config.region.partition, config.downstream_account_ids, config.organization_id, pattern
-    )
-    document = policy_document([*ours, *map(dict, config.extra_registry_policy_statements)])
-    return require_within(
-        canonical_json(document),
-        quotas.REGISTRY_POLICY_MAX_CHARS,
-        f"registry policy of {config.region.name}",
-        *_grantees(config),
-        _TOO_MANY_ACCOUNTS,
-    )
+# Config key -> argument name, so a refusal names what the caller wrote.
+ARGUMENT_NAMES = {
+    keys.AWS_REGION_KEY: "region",
+    **{k.full: k.name for k in keys.KEYS if k.side == "upstream"},
+}
 
 
-def repository_policy_text(config: UpstreamConfig) -> str:
-    ours = upstream_read_statements(
-        config.region.partition, config.downstream_account_ids, config.organization_id, None
-    )
-    return require_within(
-        canonical_json(policy_document(ours)),
-        quotas.REPOSITORY_POLICY_MAX_CHARS,
-        "repository policy",
-        *_grantees(config),
-        _TOO_MANY_ACCOUNTS,
-    )
-
-
-@dataclass
-class UpstreamRegistryAccessArgs:
-    config: UpstreamConfig
-    # The upstream account; every ARN in the grant is built from it.
-    account_id: pulumi.Input[str]
+def upstream_config(values: dict[str, Any]) -> UpstreamConfig:
+    """Known arguments, validated exactly like an upstream stack's config."""
+    flat: dict[str, Any] = {keys.AWS_REGION_KEY: values.get("region")}
+    for name, value in values.items():
+        key = keys.KEYS_BY_NAME.get(to_camel(name))
+        if key is not None and key.side == "upstream":
+            flat[key.full] = value
+    return parse_upstream(flat_config(flat))
 
 
 class UpstreamRegistryAccess(pulumi.ComponentResource):
-    """Lets the downstream accounts (or the organization) read this registry's images, through
-    one registry policy or one repository policy per repository."""
+    """Lets the downstream accounts (or the organization, or some of its OUs) read this
+    registry's images, through one registry policy or one repository policy per repository."""
+
+    account_id: pulumi.Output[str]
+    """The upstream registry's account."""
+    registry_url: pulumi.Output[str]
+    """The registry's host name, what the pull-through-cache rules point at."""
+    repository_arn_pattern: pulumi.Output[str]
+    """The ARN pattern of the shared repositories."""
+    outputs: pulumi.Output[dict[str, Any]]
+    """Everything a downstream stack reads from the upstream (the stack outputs)."""
 
     def __init__(
         self,
@@ -73,47 +82,37 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
         args: UpstreamRegistryAccessArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("ecr-ptc:upstream:UpstreamRegistryAccess", name, None, opts)
-        config = args.config
-        child = pulumi.ResourceOptions(parent=self)
-        self.registry_policy: aws.ecr.RegistryPolicy | None = None
-        self.repository_policies: list[aws.ecr.RepositoryPolicy] = []
-        if config.grant_via == "repository":
-            repository_policy = repository_policy_text(config)
-            for repository in config.repositories:
-                self.repository_policies.append(
-                    aws.ecr.RepositoryPolicy(
-                        f"{name}-{repository}",
-                        repository=repository,
-                        policy=repository_policy,
-                        region=config.region.name,
-                        opts=child,
-                    )
-                )
-        else:
-            # Sized now, so an oversized grant fails before anything is declared rather than
-            # halfway through an update.
-            registry_policy_text(config, SIZING_ACCOUNT_ID)
-            registry_policy = pulumi.Output.from_input(args.account_id).apply(
-                lambda account: registry_policy_text(config, account)
+        try:
+            values = known("arguments", dict(args))
+            config = upstream_config(values)
+            account_id = valid_account_id(
+                "accountId", values.get("account_id") or _caller_account(opts)
             )
-            depends_on: list[pulumi.Resource] = []
-            if config.manage_registry_policy_scope:
-                # Under V1 a registry policy may hold only replication and pull-through-cache
-                # import actions: ours would be rejected ("Invalid registry policy provided").
-                # Deleting this resource leaves the setting at V2; AWS has no "unset".
-                self.registry_policy_scope = aws.ecr.AccountSetting(
-                    f"{name}-registry-policy-scope",
-                    name="REGISTRY_POLICY_SCOPE",
-                    value="V2",
-                    region=config.region.name,
-                    opts=child,
-                )
-                depends_on.append(self.registry_policy_scope)
-            self.registry_policy = aws.ecr.RegistryPolicy(
-                f"{name}-registry-policy",
-                policy=registry_policy,
-                region=config.region.name,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-            )
-        self.register_outputs({})
+            # Every check, size and policy text, before anything is declared.
+            planned = plan_upstream(config, account_id, name)
+        except ConfigError as err:
+            raise as_argument_error(
+                err, f"UpstreamRegistryAccess {name!r}", ARGUMENT_NAMES
+            ) from None
+        super().__init__(TYPE, name, None, opts)
+        declare(planned.resources, {MAIN: self})
+        self.account_id = pulumi.Output.from_input(planned.account_id)
+        self.registry_url = pulumi.Output.from_input(planned.outputs["upstreamRegistryUrl"])
+        self.repository_arn_pattern = pulumi.Output.from_input(
+            planned.outputs["repositoryArnPattern"]
+        )
+        self.outputs = pulumi.Output.from_input(dict(planned.outputs))
+        self.register_outputs(
+            {
+                "accountId": self.account_id,
+                "registryUrl": self.registry_url,
+                "repositoryArnPattern": self.repository_arn_pattern,
+                "outputs": self.outputs,
+            }
+        )
+
+
+def _caller_account(opts: pulumi.ResourceOptions | None) -> str:
+    """The account of the credentials the component's AWS provider uses."""
+    invoke = pulumi.InvokeOptions(provider=opts.provider if opts else None)
+    return aws.get_caller_identity(opts=invoke).account_id

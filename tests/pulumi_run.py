@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import runpy
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,15 @@ from typing import Any
 import pulumi
 import pulumi.runtime.settings
 import yaml
-from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
-from pulumi.runtime.stack import run_pulumi_func
+from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+from pulumi.runtime.mocks import (
+    MockCallArgs,
+    MockEngine,
+    MockMonitor,
+    MockResourceArgs,
+    MockSettings,
+)
+from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.config_error import ConfigError
@@ -104,6 +113,17 @@ class ProgramRun:
     mocks: RecordingMocks
     monitor: RecordingMonitor
     outputs: dict[str, Any] = field(default_factory=dict)
+    # What the language host reported: its exit code and the errors it logged.
+    exit_code: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ProgramFailed(Exception):
+    """The program failed as `pulumi up` would report it; the program's own error is the cause."""
+
+    def __init__(self, run: ProgramRun) -> None:
+        super().__init__(f"exit code {run.exit_code}: {' | '.join(run.errors)}")
+        self.run = run
 
 
 def cli_config(values: dict[str, Any]) -> dict[str, str]:
@@ -124,6 +144,15 @@ def project_defaults() -> dict[str, Any]:
     return defaults
 
 
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def run_program(
     config: dict[str, Any],
     stack: str,
@@ -131,31 +160,68 @@ def run_program(
     preview: bool = False,
 ) -> ProgramRun:
     """Run __main__.py for `stack` with `config` (stack values; Pulumi.yaml defaults fill the
-    rest, as the CLI does). Raises what the program raises, as `pulumi up` would report it."""
+    rest, as the CLI does) the way Pulumi's Python language host runs it, and report a failure
+    the way it does: a pulumi.RunError as its message alone (exit 1), anything else as
+    "Program failed with an unhandled exception" and a traceback (exit 32). Raises
+    ProgramFailed, caused by the program's own error, when the program fails."""
     pulumi.runtime.settings.reset_options()
     pulumi.runtime.set_all_config(cli_config({**project_defaults(), **config}))
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    root = pulumi.runtime.settings.get_root_resource()
-    assert root is not None
+    errors = _Errors()
+    logger = logging.getLogger(f"ecr-ptc-test-{id(errors)}")
+    logger.propagate = False
+    logger.addHandler(errors)
+    # As set_mocks does, without creating the root stack: run_in_stack creates it, as under
+    # the language host.
+    features = monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures  # type: ignore[no-untyped-call]
+    pulumi.runtime.settings.configure(
+        MockSettings(  # type: ignore[no-untyped-call]
+            monitor=monitor,
+            monitor_features=set(features),
+            engine=MockEngine(logger),
+            project=PROJECT,
+            stack=stack,
+            dry_run=preview,
+            organization="organization",
+            callbacks=None,
+        )
+    )
     run = ProgramRun(mocks, monitor)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _quiet_expected_failures(loop)
+
+    stacks: list[pulumi.Resource] = []
 
     def main() -> None:
+        root = pulumi.runtime.settings.get_root_resource()
+        assert root is not None
+        stacks.append(root)
         runpy.run_path(str(MAIN), run_name="__main__")
 
-    _quiet_expected_failures()
-
-    _sync_await(run_pulumi_func(main))
+    failure: BaseException | None = None
+    try:
+        loop.run_until_complete(run_in_stack(main))
+    except pulumi.RunError as err:  # the language host's own two cases, in its order
+        pulumi.log.error(str(err))
+        run.exit_code, failure = 1, err
+    except Exception as err:
+        trace = "".join(traceback.format_exception(err))
+        pulumi.log.error(f"Program failed with an unhandled exception:\n{trace}")
+        run.exit_code, failure = 32, err
+    run.errors = list(errors.messages)
+    if failure is not None:
+        raise ProgramFailed(run) from failure
+    [root] = stacks
     for name, value in root.outputs.items():  # type: ignore[attr-defined]
         run.outputs[name] = _sync_await(pulumi.Output.from_input(value).future())
     return run
 
 
-def _quiet_expected_failures() -> None:
-    """A refused config fails every resource that waits on it; asyncio then reports each of
-    those futures as "never retrieved" when collected. Those are the failure under test, already
-    asserted on; anything else is still reported."""
-    loop = asyncio.get_event_loop()
+def _quiet_expected_failures(loop: asyncio.AbstractEventLoop) -> None:
+    """A refused config may leave futures that failed with it; asyncio reports each as "never
+    retrieved" when collected. Those are the failure under test, already asserted on; anything
+    else is still reported."""
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if root_cause(context.get("exception") or Exception(), ConfigError) is None:
@@ -178,3 +244,24 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     """The config block of a shipped Pulumi.<stack>.yaml."""
     document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
     return dict(document["config"])
+
+
+def expect_refusal(
+    config: dict[str, Any], stack: str, mocks: RecordingMocks, preview: bool = False
+) -> ConfigError:
+    """Run the program and assert it was refused as a user should see it: the language host
+    reports one clean message (no traceback, exit 1) naming the key and value, and no AWS
+    resource was registered (under `pulumi up --skip-preview` none would be created)."""
+    try:
+        run_program(config, stack, mocks, preview=preview)
+    except ProgramFailed as failed:
+        error = root_cause(failed, ConfigError)
+        assert isinstance(error, ConfigError), f"not a refusal: {failed.run.errors}"
+        assert failed.run.exit_code == 1, failed.run.errors
+        assert failed.run.errors == [str(error)], failed.run.errors
+        assert "Traceback" not in str(error) and "While processing" not in str(error)
+        assert str(error).startswith(f"config {error.key}: ")
+        registered = [r.name for r in mocks.resources if r.typ.startswith("aws:")]
+        assert registered == [], f"registered before the refusal: {registered}"
+        return error
+    raise AssertionError("the program was not refused")

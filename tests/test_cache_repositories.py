@@ -9,9 +9,14 @@ from typing import Any
 import pytest
 
 from components import quotas
-from components.config_error import ConfigError
 from tests.iam_check import iam_problems
-from tests.pulumi_run import DOWNSTREAM_ACCOUNT, ProgramRun, RecordingMocks, run_program
+from tests.pulumi_run import (
+    DOWNSTREAM_ACCOUNT,
+    ProgramRun,
+    RecordingMocks,
+    expect_refusal,
+    run_program,
+)
 from tests.test_config import downstream, expect_error
 from tests.test_downstream_stack import BASE, UPSTREAM_OUTPUTS, UPSTREAM_STACK, refused
 
@@ -188,7 +193,7 @@ TEMPLATE_ERRORS = [
     ("ecr-ptc:repositoryTemplate.resourceTags." + "k" * 129, {"resourceTags": {"k" * 129: "v"}}, "k" * 129, "1 to 128"),
     ("ecr-ptc:repositoryTemplate.resourceTags.team", {"resourceTags": {"team": "v" * 257}}, "v" * 257, "at most 256"),
     ("ecr-ptc:repositoryTemplate.resourceTags.aws:team", {"resourceTags": {"aws:team": "x"}}, "aws:team", "not starting with 'aws:'"),
-    ("ecr-ptc:repositoryTemplate.description", {"description": "d" * 257}, "d" * 257, "at most 256"),
+    ("ecr-ptc:repositoryTemplate.description", {"description": "d" * 257}, "d" * 257, "1 to 256 characters"),
     ("ecr-ptc:repositoryTemplate.encryption", {"encryption": "KMS"}, "'KMS'", "kmsKeyArn"),
 ]  # fmt: skip
 
@@ -263,7 +268,7 @@ def test_fifty_long_rules_in_four_regions_fit_the_managed_policy_quota() -> None
     rules = [{"ecrRepositoryPrefix": f"team-{i:02d}-" + "x" * 22} for i in range(50)]
     assert all(len(r["ecrRepositoryPrefix"]) == 30 for r in rules)
     regions = ["eu-west-1", "eu-central-1", "us-east-1", "ap-southeast-1"]
-    from components.consumer import consumer_policy_text
+    from components.plan import consumer_policy_text
 
     config = downstream(
         rules=rules, regions=regions, repositoryTemplate={"resourceTags": {"a": "b"}}
@@ -277,7 +282,6 @@ def test_consumer_policy_over_quota_is_a_clear_error(monkeypatch: pytest.MonkeyP
     # 50 rules of 30 characters fit; a lower quota shows the error path users would meet.
     monkeypatch.setattr(quotas, "MANAGED_POLICY_MAX_CHARS", 500)
     mocks = RecordingMocks(DOWNSTREAM_ACCOUNT, {UPSTREAM_STACK: UPSTREAM_OUTPUTS})
-    with pytest.raises(ConfigError) as caught:
-        run_program(BASE, "downstream", mocks)
-    assert caught.value.key == "ecr-ptc:rules"
-    assert "consumer managed policy" in str(caught.value) and "500" in str(caught.value)
+    error = expect_refusal(BASE, "downstream", mocks)
+    assert error.key == "ecr-ptc:rules"
+    assert "consumer managed policy" in str(error) and "500" in str(error)

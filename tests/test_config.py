@@ -32,7 +32,7 @@ DOWNSTREAM: dict[str, Any] = {
 def raw(values: dict[str, Any]) -> Any:
     """A RawConfig as the CLI would give it: Pulumi.yaml defaults under the stack's values."""
     merged = cli_config({**project_defaults(), **values})
-    return merged.get
+    return merged
 
 
 def upstream(**changes: Any) -> UpstreamConfig:
@@ -124,7 +124,7 @@ UPSTREAM_ERRORS = [
     # (key, changes, value shown, part of what is valid)
     ("ecr-ptc:downstreamAccountIds[0]", {"downstreamAccountIds": ["12345"]}, "'12345'", "12 digits"),
     ("ecr-ptc:downstreamAccountIds[0]", {"downstreamAccountIds": [444455556666]}, "444455556666",
-     "quoted string"),
+     "quoted"),
     ("ecr-ptc:downstreamAccountIds", {"downstreamAccountIds": "444455556666"}, "444455556666",
      "YAML list"),
     ("ecr-ptc:downstreamAccountIds[1]", {"downstreamAccountIds": ["444455556666", "444455556666"]},
@@ -145,7 +145,7 @@ UPSTREAM_ERRORS = [
     ("ecr-ptc:manageRegistryPolicyScope", {"manageRegistryPolicyScope": "yes"}, "'yes'",
      "true or false"),
     ("ecr-ptc:extraRegistryPolicyStatements[0]", {"extraRegistryPolicyStatements": ["x"]}, "'x'",
-     "IAM statement"),
+     "a mapping with the fields Action, Condition, Effect"),
     ("ecr-ptc:extraRegistryPolicyStatements[0].Effect",
      {"extraRegistryPolicyStatements": [{"Effect": "Maybe", "Action": "ecr:ReplicateImage",
                                          "Principal": {"AWS": "x"}}]}, "'Maybe'", "'Allow'"),
@@ -172,8 +172,8 @@ def _rules(*prefixes: str) -> list[dict[str, str]]:
 
 
 DOWNSTREAM_ERRORS = [
-    ("ecr-ptc:rules", {"rules": []}, "'0 rules'", "1 to 50 rules"),
-    ("ecr-ptc:rules", {"rules": _rules(*(f"team-{i}" for i in range(51)))}, "'51 rules'",
+    ("ecr-ptc:rules", {"rules": []}, "'0 items'", "1 to 50 rules"),
+    ("ecr-ptc:rules", {"rules": _rules(*(f"team-{i}" for i in range(51)))}, "'51 items'",
      "not adjustable"),
     ("ecr-ptc:rules[0].ecrRepositoryPrefix", {"rules": [{"upstreamRepositoryPrefix": "x1"}]},
      "None", "required"),
@@ -194,7 +194,7 @@ DOWNSTREAM_ERRORS = [
     ("ecr-ptc:rules", {"rules": "central"}, "'central'", "YAML list of rules"),
     ("ecr-ptc:regions[1]", {"regions": ["eu-west-1", "eu-wrong"]}, "'eu-wrong'", "AWS region"),
     ("ecr-ptc:regions[1]", {"regions": ["eu-west-1", "eu-west-1"]}, "'eu-west-1'", "once"),
-    ("ecr-ptc:regions", {"regions": ["eu-west-1", "cn-north-1"]}, "cn-north-1", "same partition"),
+    ("ecr-ptc:regions[1]", {"regions": ["eu-west-1", "cn-north-1"]}, "cn-north-1", "same partition"),
     ("ecr-ptc:regions[0]", {"regions": ["us-iso-east-1"]}, "'us-iso-east-1'",
      "supported partitions"),
     ("ecr-ptc:roleName", {"roleName": "a role"}, "'a role'", "IAM role name"),
@@ -232,7 +232,7 @@ def test_direct_upstream_needs_both_account_and_region() -> None:
 
 
 def test_malformed_json_list_names_the_key() -> None:
-    get = {"aws:region": "us-east-1", "ecr-ptc:downstreamAccountIds": "[4444"}.get
+    get = {"aws:region": "us-east-1", "ecr-ptc:downstreamAccountIds": "[4444"}
     expect_error(
         "ecr-ptc:downstreamAccountIds", "'[4444'", "YAML list", lambda: parse_upstream(get)
     )
@@ -240,7 +240,7 @@ def test_malformed_json_list_names_the_key() -> None:
 
 def test_missing_region() -> None:
     expect_error("aws:region", "None", "e.g. us-east-1",
-                 lambda: parse_upstream({"ecr-ptc:downstreamAccountIds": '["444455556666"]'}.get))  # fmt: skip
+                 lambda: parse_upstream({"ecr-ptc:downstreamAccountIds": '["444455556666"]'}))  # fmt: skip
 
 
 def test_the_thirty_character_prefix_and_fifty_rules_are_accepted() -> None:

@@ -14,7 +14,7 @@ from tests.pulumi_run import (
     UPSTREAM_ACCOUNT,
     ProgramRun,
     RecordingMocks,
-    root_cause,
+    expect_refusal,
     run_program,
 )
 
@@ -61,13 +61,8 @@ def refused(
     mocks = RecordingMocks(
         account, {UPSTREAM_STACK: UPSTREAM_OUTPUTS if upstream is None else upstream}
     )
-    with pytest.raises(Exception) as caught:
-        run_program(config, "downstream", mocks)
-    error = root_cause(caught.value, ConfigError)
-    assert isinstance(error, ConfigError), f"expected a ConfigError behind {caught.value!r}"
-    # Nothing in AWS: the failure comes before any AWS resource is registered.
-    assert [r.name for r in mocks.resources if r.typ.startswith("aws:")] == []
-    return error, mocks
+    # One clean message from the language host, and nothing registered in AWS.
+    return expect_refusal(config, "downstream", mocks), mocks
 
 
 @pytest.mark.parametrize("preview", [False, True])
@@ -123,11 +118,13 @@ def test_role_permissions_are_least_privilege() -> None:
         if SPEC_CACHE_WRITES & set(statement["Action"]):
             assert all(f":{DOWNSTREAM_ACCOUNT}:repository/" in r for r in resources), statement
     fill = next(s for s in policy["Statement"] if s["Sid"] == "FillCache")
-    assert fill["Resource"] == sorted(
-        f"arn:aws:ecr:{region}:{DOWNSTREAM_ACCOUNT}:repository/{prefix}/*"
-        for region in ("eu-west-1", "eu-central-1")
+    assert fill["Resource"] == [
+        f"arn:aws:ecr:*:{DOWNSTREAM_ACCOUNT}:repository/{prefix}/*"
         for prefix in ("central", "golden")
-    )
+    ]
+    assert fill["Condition"] == {
+        "StringEquals": {"aws:RequestedRegion": ["eu-central-1", "eu-west-1"]}
+    }
 
 
 def test_outputs() -> None:
@@ -232,6 +229,7 @@ def test_a_rule_inside_the_shared_namespace_reads_only_it() -> None:
 def test_refused_when_upstream_and_downstream_are_the_same_registry() -> None:
     upstream = UPSTREAM_OUTPUTS | {
         "upstreamRegion": "eu-west-1",
+        "repositoryArnPattern": f"arn:aws:ecr:eu-west-1:{UPSTREAM_ACCOUNT}:repository/*",
         "downstreamAccountIds": [UPSTREAM_ACCOUNT],
     }
     error, _ = refused(BASE, upstream, account=UPSTREAM_ACCOUNT)
@@ -254,7 +252,8 @@ def test_refused_when_the_upstream_stack_lacks_an_output(missing: str) -> None:
 
 def test_refused_when_the_upstream_stack_exports_a_bad_region() -> None:
     error, _ = refused(BASE, UPSTREAM_OUTPUTS | {"upstreamRegion": "moon-1"})
-    assert error.key == "ecr-ptc:upstreamStack" and "upstreamRegion" in str(error)
+    assert error.key == f"ecr-ptc:upstreamStack ({UPSTREAM_STACK}), output upstreamRegion"
+    assert "'moon-1'" in str(error)
 
 
 def test_refused_when_the_upstream_stack_was_never_deployed() -> None:
@@ -264,15 +263,12 @@ def test_refused_when_the_upstream_stack_was_never_deployed() -> None:
 
 def test_bad_rules_declare_nothing() -> None:
     mocks = RecordingMocks(DOWNSTREAM_ACCOUNT, {UPSTREAM_STACK: UPSTREAM_OUTPUTS})
-    with pytest.raises(ConfigError):
-        run_program(
-            {
-                **BASE,
-                "ecr-ptc:rules": [
-                    {"ecrRepositoryPrefix": "ROOT", "upstreamRepositoryPrefix": "x1"}
-                ],
-            },
-            "downstream",
-            mocks,
-        )
+    expect_refusal(
+        {
+            **BASE,
+            "ecr-ptc:rules": [{"ecrRepositoryPrefix": "ROOT", "upstreamRepositoryPrefix": "x1"}],
+        },
+        "downstream",
+        mocks,
+    )
     assert mocks.resources == [] and mocks.calls == []

@@ -8,9 +8,14 @@ from typing import Any
 import pytest
 
 from components import contract
-from components.config_error import ConfigError
 from tests.iam_check import SPEC_UPSTREAM_GRANT, iam_problems
-from tests.pulumi_run import UPSTREAM_ACCOUNT, ProgramRun, RecordingMocks, run_program
+from tests.pulumi_run import (
+    UPSTREAM_ACCOUNT,
+    ProgramRun,
+    RecordingMocks,
+    expect_refusal,
+    run_program,
+)
 
 REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
 REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
@@ -68,6 +73,7 @@ def test_outputs_follow_the_contract() -> None:
         "repositoryArnPattern": "arn:aws:ecr:us-east-1:111122223333:repository/golden/*",
         "downstreamAccountIds": ["444455556666", "777788889999"],
         "organizationId": None,
+        "organizationalUnitPaths": [],
     }
     assert (
         registry_policy(result)["Statement"][0]["Resource"]
@@ -156,16 +162,13 @@ def test_govcloud_partition() -> None:
 def test_oversized_registry_policy_fails_before_any_resource() -> None:
     accounts = [f"{n:012d}" for n in range(100000000000, 100000000400)]
     mocks = RecordingMocks(UPSTREAM_ACCOUNT)
-    with pytest.raises(ConfigError) as caught:
-        run_program({**BASE, "ecr-ptc:downstreamAccountIds": accounts}, "upstream", mocks)
-    assert caught.value.key == "ecr-ptc:downstreamAccountIds"
-    assert "'400 accounts'" in str(caught.value)
-    assert "10240" in str(caught.value) and "ecr-ptc:organizationId" in str(caught.value)
-    assert [r.typ for r in mocks.resources if r.typ.startswith("aws:")] == []
+    error = expect_refusal({**BASE, "ecr-ptc:downstreamAccountIds": accounts}, "upstream", mocks)
+    assert error.key == "ecr-ptc:downstreamAccountIds"
+    assert "'400 accounts'" in str(error)
+    assert "10240" in str(error) and "ecr-ptc:organizationId" in str(error)
 
 
 def test_bad_config_declares_nothing() -> None:
     mocks = RecordingMocks(UPSTREAM_ACCOUNT)
-    with pytest.raises(ConfigError):
-        run_program({**BASE, "ecr-ptc:downstreamAccountIds": ["1"]}, "upstream", mocks)
+    expect_refusal({**BASE, "ecr-ptc:downstreamAccountIds": ["1"]}, "upstream", mocks)
     assert mocks.resources == [] and mocks.calls == []

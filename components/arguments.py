@@ -1,0 +1,75 @@
+"""Component arguments in, validated config out: the components take `pulumi.Input` arguments
+(from this program, or from any Pulumi language through the package) and validate them with the
+same rules and messages as stack config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+from pulumi.runtime.sync_await import _sync_await
+
+from components.config_error import ConfigError
+
+
+def known(name: str, value: Any) -> Any:
+    """`value` with every Output in it resolved. Structure-deciding arguments (how many rules,
+    which regions) must be known when the component is declared, as they decide which resources
+    exist. Pulumi's synchronous invokes wait for a value the same way."""
+    output = pulumi.Output.from_input(value)
+    if not _sync_await(output.is_known()):
+        raise ConfigError(
+            name,
+            "an unknown value",
+            "a value known when the component is declared (it decides which resources exist); "
+            "pass a literal or an output of an invoke, not an output of a resource still to be "
+            "created",
+        )
+    return _plain(_sync_await(output.future()))
+
+
+def _plain(value: Any) -> Any:
+    # The component host hands integers over as floats (7.0): give them back as integers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def camel_keys(value: Any) -> Any:
+    """snake_case argument names (Python) as the camelCase names of config and the schema."""
+    if isinstance(value, Mapping):
+        return {to_camel(k): camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel_keys(v) for v in value]
+    return value
+
+
+def flat_config(values: Mapping[str, Any]) -> dict[str, str]:
+    """Values as the Pulumi CLI hands config to a program: strings, JSON for the rest."""
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
+        if value is not None
+    }
+
+
+def as_argument_error(err: ConfigError, component: str, keys: Mapping[str, str]) -> ConfigError:
+    """The same refusal, naming the component's argument instead of the config key."""
+    key = err.key
+    for config_key, argument in sorted(keys.items(), key=lambda kv: -len(kv[0])):
+        if key == config_key or key.startswith((f"{config_key}.", f"{config_key}[")):
+            key = argument + key[len(config_key) :]
+            break
+    return ConfigError(f"{component} argument {key}", err.value, err.valid)

@@ -1,0 +1,64 @@
+"""Declares the resources of a plan: a thin, generic mapping from plain data to pulumi-aws.
+
+Nothing here decides anything. The plan (components/plan.py) has already named every resource,
+computed every input and checked every quota; this module turns each planned resource into the
+pulumi-aws resource of its type, resolving references to other planned resources' outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components import plan as p
+
+RESOURCE_CLASSES: Mapping[str, type[pulumi.CustomResource]] = {
+    p.ROLE: aws.iam.Role,
+    p.ROLE_POLICY: aws.iam.RolePolicy,
+    p.MANAGED_POLICY: aws.iam.Policy,
+    p.ROLE_POLICY_ATTACHMENT: aws.iam.RolePolicyAttachment,
+    p.PULL_THROUGH_CACHE_RULE: aws.ecr.PullThroughCacheRule,
+    p.CREATION_TEMPLATE: aws.ecr.RepositoryCreationTemplate,
+    p.REGISTRY_POLICY: aws.ecr.RegistryPolicy,
+    p.REPOSITORY_POLICY: aws.ecr.RepositoryPolicy,
+    p.ACCOUNT_SETTING: aws.ecr.AccountSetting,
+}
+
+
+def _resolve(value: Any, declared: Mapping[str, pulumi.Resource]) -> Any:
+    if isinstance(value, p.Ref):
+        return getattr(declared[value.resource], value.attribute)
+    if isinstance(value, Mapping):
+        return {k: _resolve(v, declared) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_resolve(v, declared) for v in value]
+    return value
+
+
+def declare(
+    resources: tuple[p.PlannedResource, ...],
+    parents: Mapping[str, pulumi.Resource],
+) -> dict[str, pulumi.CustomResource]:
+    """Declare `resources` in plan order (a resource comes after those it refers to), each under
+    the parent of its group. Returns them by logical name."""
+    declared: dict[str, pulumi.CustomResource] = {}
+    for planned in resources:
+        cls = RESOURCE_CLASSES[planned.type]
+        declared[planned.name] = cls(
+            planned.name,
+            **_resolve(dict(planned.properties), declared),
+            opts=pulumi.ResourceOptions(
+                parent=parents[planned.group],
+                depends_on=[declared[name] for name in planned.depends_on],
+                delete_before_replace=planned.delete_before_replace or None,
+            ),
+        )
+    return declared
+
+
+def outputs(values: Mapping[str, Any], declared: Mapping[str, pulumi.Resource]) -> dict[str, Any]:
+    """A plan's outputs with references turned into the declared resources' outputs."""
+    return {name: _resolve(value, declared) for name, value in values.items()}

@@ -1,0 +1,457 @@
+"""The whole stack as a validated plan of plain data: every resource with its inputs, every
+policy document, every size checked against its quota. No Pulumi, no AWS.
+
+The components declare resources from this plan and nothing else, so what `make plan` prints is
+what `pulumi up` creates, and a refused config fails here, before anything is declared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from components import contract, quotas
+from components.aws_names import image_uri_prefix
+from components.config import (
+    DOWNSTREAM_ACCOUNT_IDS,
+    ORGANIZATION_ID,
+    RULES,
+    DownstreamConfig,
+    RepositoryTemplate,
+    UpstreamConfig,
+)
+from components.contract import (
+    UpstreamFacts,
+    check_pairing,
+    shared_repository_arn_pattern,
+    upstream_repository_arns,
+)
+from components.policies import (
+    cache_role_permissions,
+    cache_role_trust_policy,
+    canonical_json,
+    consumer_policy,
+    lifecycle_policy,
+    policy_document,
+    require_within,
+    template_role_permissions,
+    template_role_trust_policy,
+    upstream_read_statements,
+)
+from components.repositories import cache_repository_arns_any_region
+
+# Pulumi type tokens of what the plans declare.
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+MANAGED_POLICY = "aws:iam/policy:Policy"
+ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
+CREATION_TEMPLATE = "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"
+REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
+REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
+ACCOUNT_SETTING = "aws:ecr/accountSetting:AccountSetting"
+
+# Groups: the component a resource sits under. Their names and types are part of every child's
+# URN, so they keep what the first version used: a changed URN would replace live resources.
+MAIN = "main"
+TEMPLATES = "templates"
+CONSUMERS = "consumers"
+APPLIED_FOR = "PULL_THROUGH_CACHE"
+# Properties that hold a JSON document: `make plan` prints them parsed.
+DOCUMENT_PROPERTIES = ("policy", "assume_role_policy", "lifecycle_policy", "repository_policy")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An output of another planned resource, known only once that resource exists."""
+
+    resource: str
+    attribute: str
+
+    def __str__(self) -> str:
+        return f"${{{self.resource}.{self.attribute}}}"
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    type: str
+    name: str
+    region: str | None  # None: a global service (IAM)
+    properties: Mapping[str, Any]  # pulumi-aws arguments; JSON documents as canonical text
+    group: str = MAIN
+    depends_on: tuple[str, ...] = ()
+    # For resources whose ID is a name or prefix that a replacement would reuse.
+    delete_before_replace: bool = False
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    side: str
+    account_id: str
+    region: str
+    resources: tuple[PlannedResource, ...]
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == typ]
+
+
+def _props(**values: Any) -> dict[str, Any]:
+    """Arguments without the unset ones: pulumi-aws treats a missing argument as unset."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# --- upstream ------------------------------------------------------------------------------------
+
+_TOO_MANY_ACCOUNTS = (
+    f"grant the organization with {ORGANIZATION_ID.full} instead of listing every account"
+)
+
+
+def registry_policy_text(config: UpstreamConfig, account_id: str) -> str:
+    """The whole registry policy: ours and the statements others own, which must survive."""
+    pattern = shared_repository_arn_pattern(config.region, account_id, config.repository_prefix)
+    ours = upstream_read_statements(config.grant, pattern)
+    document = policy_document([*ours, *map(dict, config.extra_registry_policy_statements)])
+    return require_within(
+        canonical_json(document),
+        quotas.REGISTRY_POLICY_MAX_CHARS,
+        f"registry policy of {config.region.name}",
+        DOWNSTREAM_ACCOUNT_IDS.full,
+        f"{len(config.downstream_account_ids)} accounts",
+        _TOO_MANY_ACCOUNTS,
+    )
+
+
+def repository_policy_text(config: UpstreamConfig) -> str:
+    return require_within(
+        canonical_json(policy_document(upstream_read_statements(config.grant, None))),
+        quotas.REPOSITORY_POLICY_MAX_CHARS,
+        "repository policy",
+        DOWNSTREAM_ACCOUNT_IDS.full,
+        f"{len(config.downstream_account_ids)} accounts",
+        _TOO_MANY_ACCOUNTS,
+    )
+
+
+def upstream_facts(config: UpstreamConfig, account_id: str) -> UpstreamFacts:
+    return UpstreamFacts(
+        account_id=account_id,
+        region=config.region,
+        repository_arn_pattern=shared_repository_arn_pattern(
+            config.region, account_id, config.repository_prefix
+        ),
+        downstream_account_ids=config.downstream_account_ids,
+        organization_id=config.organization_id,
+        repository_prefix=config.repository_prefix,
+        organizational_unit_paths=config.organizational_unit_paths,
+    )
+
+
+def plan_upstream(config: UpstreamConfig, account_id: str, name: str) -> StackPlan:
+    where = config.region.name
+    resources: list[PlannedResource] = []
+    if config.grant_via == "repository":
+        policy = repository_policy_text(config)
+        resources.extend(
+            PlannedResource(
+                REPOSITORY_POLICY,
+                f"{name}-{repository}",
+                where,
+                _props(repository=repository, policy=policy, region=where),
+            )
+            for repository in config.repositories
+        )
+    else:
+        depends_on: tuple[str, ...] = ()
+        if config.manage_registry_policy_scope:
+            # Under V1 a registry policy may hold only replication and pull-through-cache
+            # import actions: ours would be rejected ("Invalid registry policy provided").
+            # Deleting this resource leaves the setting at V2; AWS has no "unset".
+            scope = f"{name}-registry-policy-scope"
+            resources.append(
+                PlannedResource(
+                    ACCOUNT_SETTING,
+                    scope,
+                    where,
+                    _props(name="REGISTRY_POLICY_SCOPE", value="V2", region=where),
+                )
+            )
+            depends_on = (scope,)
+        resources.append(
+            PlannedResource(
+                REGISTRY_POLICY,
+                f"{name}-registry-policy",
+                where,
+                _props(policy=registry_policy_text(config, account_id), region=where),
+                depends_on=depends_on,
+            )
+        )
+    return StackPlan(
+        "upstream",
+        account_id,
+        where,
+        tuple(resources),
+        upstream_facts(config, account_id).to_outputs(),
+    )
+
+
+# --- downstream ----------------------------------------------------------------------------------
+
+
+def _regions(config: DownstreamConfig) -> list[str]:
+    return [r.name for r in config.regions]
+
+
+def role_permissions_text(config: DownstreamConfig, facts: UpstreamFacts, account_id: str) -> str:
+    document = cache_role_permissions(
+        upstream_repository_arns(facts, config.rules),
+        cache_repository_arns_any_region(config, account_id),
+        _regions(config),
+    )
+    return require_within(
+        canonical_json(document),
+        quotas.ROLE_INLINE_POLICIES_MAX_CHARS,
+        "cache role's permission policy",
+        RULES.full,
+        config.size_summary,
+        "use fewer or shorter ecr-ptc:rules prefixes in this stack, or split them across stacks",
+    )
+
+
+def template_role_permissions_text(
+    config: DownstreamConfig, template: RepositoryTemplate, account_id: str
+) -> str:
+    document = template_role_permissions(
+        cache_repository_arns_any_region(config, account_id),
+        _regions(config),
+        [arn for _, arn in template.kms_key_arns],
+    )
+    return require_within(
+        canonical_json(document),
+        quotas.ROLE_INLINE_POLICIES_MAX_CHARS,
+        "repository template role's permission policy",
+        RULES.full,
+        config.size_summary,
+        "use fewer or shorter ecr-ptc:rules prefixes in this stack",
+    )
+
+
+def consumer_policy_text(config: DownstreamConfig, account_id: str) -> str:
+    template = config.repository_template
+    document = consumer_policy(
+        cache_repository_arns_any_region(config, account_id),
+        _regions(config),
+        tags=bool(template and template.resource_tags),
+    )
+    return require_within(
+        canonical_json(document),
+        quotas.MANAGED_POLICY_MAX_CHARS,
+        "consumer managed policy",
+        RULES.full,
+        config.size_summary,
+        "use fewer or shorter ecr-ptc:rules prefixes in this stack",
+    )
+
+
+def lifecycle_policy_text(template: RepositoryTemplate) -> str | None:
+    policy = lifecycle_policy(template.expire_untagged_after_days, template.keep_last_images)
+    return None if policy is None else canonical_json(policy)
+
+
+def rule_summaries(
+    config: DownstreamConfig, facts: UpstreamFacts, account_id: str
+) -> list[dict[str, str]]:
+    """The `rules` output, sorted: reordering the config changes nothing."""
+    summaries = [
+        {
+            "ecrRepositoryPrefix": rule.ecr_repository_prefix,
+            "upstreamRepositoryPrefix": rule.upstream_repository_prefix,
+            "region": r.name,
+            "upstreamRegistryUrl": facts.registry_url,
+            "imageUriPrefix": image_uri_prefix(account_id, r, rule.ecr_repository_prefix),
+        }
+        for r in config.regions
+        for rule in config.rules
+    ]
+    return sorted(summaries, key=lambda s: (s["region"], s["ecrRepositoryPrefix"]))
+
+
+def _template_resources(
+    config: DownstreamConfig, template: RepositoryTemplate, account_id: str, name: str
+) -> tuple[list[PlannedResource], dict[tuple[str, str], str]]:
+    group = f"{name}-template"
+    resources: list[PlannedResource] = []
+    role_arn: Ref | None = None
+    depends_on: tuple[str, ...] = ()
+    if template.needs_role:
+        role, role_policy = f"{group}-role", f"{group}-role-policy"
+        resources.append(
+            PlannedResource(
+                ROLE,
+                role,
+                None,
+                _props(
+                    description=f"Assumed by ECR to create cache repositories in {account_id} "
+                    "from a creation template",
+                    assume_role_policy=canonical_json(template_role_trust_policy()),
+                ),
+                group=TEMPLATES,
+            )
+        )
+        resources.append(
+            PlannedResource(
+                ROLE_POLICY,
+                role_policy,
+                None,
+                _props(
+                    role=Ref(role, "id"),
+                    policy=template_role_permissions_text(config, template, account_id),
+                ),
+                group=TEMPLATES,
+            )
+        )
+        role_arn, depends_on = Ref(role, "arn"), (role_policy,)
+    lifecycle = lifecycle_policy_text(template)
+    filters = [
+        {"filter": f, "filter_type": "WILDCARD"}
+        for f in template.image_tag_mutability_exclusion_filters
+    ]
+    names: dict[tuple[str, str], str] = {}
+    for r in config.regions:
+        key_arn = template.kms_key_arn(r.name)
+        encryption = (
+            {"encryption_type": "KMS", "kms_key": key_arn}
+            if key_arn is not None
+            else {"encryption_type": "AES256"}
+        )
+        for rule in config.rules:
+            prefix = rule.ecr_repository_prefix
+            logical = f"{group}-{r.name}-{prefix}"
+            names[(r.name, prefix)] = logical
+            resources.append(
+                PlannedResource(
+                    CREATION_TEMPLATE,
+                    logical,
+                    r.name,
+                    _props(
+                        region=r.name,
+                        prefix=prefix,
+                        applied_fors=[APPLIED_FOR],
+                        description=template.description
+                        or f"Cache repositories of pull-through-cache rule {prefix} (ecr-ptc)",
+                        image_tag_mutability=template.image_tag_mutability,
+                        image_tag_mutability_exclusion_filters=filters or None,
+                        encryption_configurations=[encryption],
+                        lifecycle_policy=lifecycle,
+                        resource_tags=dict(template.resource_tags) or None,
+                        custom_role_arn=role_arn,
+                    ),
+                    group=TEMPLATES,
+                    depends_on=depends_on,
+                    # The template's id is its prefix, like the rule's.
+                    delete_before_replace=True,
+                )
+            )
+    return resources, names
+
+
+def plan_downstream(
+    config: DownstreamConfig, facts: UpstreamFacts, account_id: str, name: str
+) -> StackPlan:
+    check_pairing(facts, config, account_id)
+    role, role_policy = f"{name}-role", f"{name}-role-policy"
+    resources = [
+        PlannedResource(
+            ROLE,
+            role,
+            None,
+            _props(
+                name=config.role_name,
+                description="Assumed by ECR pull through cache to copy images from "
+                f"{facts.registry_url}",
+                assume_role_policy=canonical_json(cache_role_trust_policy()),
+            ),
+        ),
+        PlannedResource(
+            ROLE_POLICY,
+            role_policy,
+            None,
+            _props(role=Ref(role, "id"), policy=role_permissions_text(config, facts, account_id)),
+        ),
+    ]
+    templates: dict[tuple[str, str], str] = {}
+    if config.repository_template is not None:
+        planned, templates = _template_resources(
+            config, config.repository_template, account_id, name
+        )
+        resources.extend(planned)
+    for r in config.regions:
+        for rule in config.rules:
+            template = templates.get((r.name, rule.ecr_repository_prefix))
+            resources.append(
+                PlannedResource(
+                    PULL_THROUGH_CACHE_RULE,
+                    f"{name}-{r.name}-{rule.ecr_repository_prefix}",
+                    r.name,
+                    _props(
+                        region=r.name,
+                        ecr_repository_prefix=rule.ecr_repository_prefix,
+                        upstream_repository_prefix=rule.upstream_repository_prefix,
+                        upstream_registry_url=facts.registry_url,
+                        custom_role_arn=Ref(role, "arn"),
+                    ),
+                    # ECR assumes the role when it first pulls: its permissions must be in place
+                    # by then. A template applies only to repositories created after it exists.
+                    depends_on=(role_policy, *([template] if template else [])),
+                    # The rule's id is its prefix and the prefix and URL force replacement: the
+                    # old rule must go before the new one can exist.
+                    delete_before_replace=True,
+                )
+            )
+    consumer = f"{name}-consumer"
+    policy = f"{consumer}-policy"
+    resources.append(
+        PlannedResource(
+            MANAGED_POLICY,
+            policy,
+            None,
+            _props(
+                description="Pull images through the ECR pull-through cache of ecr-ptc",
+                policy=consumer_policy_text(config, account_id),
+            ),
+            group=CONSUMERS,
+        )
+    )
+    resources.extend(
+        PlannedResource(
+            ROLE_POLICY_ATTACHMENT,
+            f"{consumer}-{role_name}",
+            None,
+            _props(role=role_name, policy_arn=Ref(policy, "arn")),
+            group=CONSUMERS,
+        )
+        for role_name in config.consumer_role_names
+    )
+    return StackPlan(
+        "downstream",
+        account_id,
+        config.region.name,
+        tuple(resources),
+        {
+            contract.ROLE_ARN: Ref(role, "arn"),
+            contract.RULES_OUTPUT: rule_summaries(config, facts, account_id),
+            contract.CONSUMER_POLICY_ARN: Ref(policy, "arn"),
+        },
+    )
+
+
+def documents(resource: PlannedResource) -> dict[str, Any]:
+    """The JSON documents among a resource's properties, parsed for reading."""
+    return {
+        key: json.loads(value)
+        for key, value in resource.properties.items()
+        if key in DOCUMENT_PROPERTIES and isinstance(value, str)
+    }

@@ -1,0 +1,183 @@
+"""The value types of ecr-ptc's configuration, as pydantic types: one place for each rule.
+
+Each type checks the whole string against an ASCII pattern (`[0-9]`, not `\\d`; the pattern must
+match to the end, so a trailing newline is refused) and, when it does not match, says what is
+valid in words a user can act on. The same text is the type's description in the JSON Schema that
+editors use to check stack files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from components import quotas
+from components.aws_names import ROOT_PREFIX, UnknownRegionError, region
+
+# The error type every domain check raises; its message is "what is valid".
+INVALID = "ecr_ptc_invalid"
+
+
+def invalid(valid: str) -> PydanticCustomError:
+    # Braces in the text would be read as placeholders; the text is passed as a value instead.
+    return PydanticCustomError(INVALID, "{valid}", {"valid": valid})
+
+
+def _pattern_type(
+    pattern: str,
+    valid: str,
+    min_length: int = 1,
+    max_length: int | None = None,
+    extra: Callable[[str], str | None] | None = None,
+) -> Any:
+    compiled = re.compile(pattern, re.ASCII)
+
+    def check(value: object) -> str:
+        if (
+            not isinstance(value, str)
+            or len(value) < min_length
+            or (max_length is not None and len(value) > max_length)
+            or compiled.fullmatch(value) is None
+        ):
+            raise invalid(valid)
+        problem = extra(value) if extra is not None else None
+        if problem is not None:
+            raise invalid(problem)
+        return value
+
+    schema: dict[str, Any] = {
+        "type": "string",
+        "pattern": f"^{pattern}$",
+        "minLength": min_length,
+        "description": valid,
+    }
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
+
+
+def _empty_is_unset(value: object) -> object:
+    """Pulumi.yaml declares "" as the default of optional string keys: "" means unset."""
+    return None if value == "" else value
+
+
+Unset = BeforeValidator(_empty_is_unset)
+
+ACCOUNT_ID_PATTERN = r"[0-9]{12}"
+AccountId = _pattern_type(ACCOUNT_ID_PATTERN, "an AWS account ID: exactly 12 digits, quoted")
+
+OrganizationId = _pattern_type(
+    r"o-[a-z0-9]{10,32}",
+    "an AWS Organizations ID: 'o-' then 10 to 32 lower-case letters or digits",
+)
+OrganizationalUnitId = _pattern_type(
+    r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}",
+    "an organizational unit ID: 'ou-', 4 to 32 lower-case letters or digits, '-', then 8 to 32",
+)
+OrganizationalUnitPath = _pattern_type(
+    r"o-[a-z0-9]{10,32}/r-[0-9a-z]{4,32}(/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})+/",
+    "an organization path 'o-<org>/r-<root>/ou-<ou>/' (one or more ou- segments, ending "
+    "with '/'), as aws:PrincipalOrgPaths matches it",
+)
+
+# AWS's rule for ecrRepositoryPrefix and upstreamRepositoryPrefix (CreatePullThroughCacheRule).
+_NAME_PART = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+PREFIX_PATTERN = rf"(?:{_NAME_PART}(?:/{_NAME_PART})*/?|{ROOT_PREFIX})"
+PREFIX_VALID = (
+    f"{quotas.PREFIX_MIN_CHARS} to {quotas.PREFIX_MAX_CHARS} characters of lower-case letters, "
+    "digits, '.', '_', '-' and '/' (a repository namespace, e.g. 'team-a' or 'golden/base'), "
+    "or ROOT"
+)
+Prefix = _pattern_type(
+    PREFIX_PATTERN, PREFIX_VALID, quotas.PREFIX_MIN_CHARS, quotas.PREFIX_MAX_CHARS
+)
+SharedPrefix = _pattern_type(
+    PREFIX_PATTERN,
+    PREFIX_VALID.removesuffix(", or ROOT") + " (not ROOT)",
+    quotas.PREFIX_MIN_CHARS,
+    quotas.PREFIX_MAX_CHARS,
+    extra=lambda v: (
+        "a namespace, not ROOT (leave the key unset to share every repository)"
+        if v == ROOT_PREFIX
+        else None
+    ),
+)
+
+# AWS's CreateRepository model: (?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*
+# with "__" and runs of "-" allowed between parts, 2 to 256 characters.
+_REPOSITORY_PART = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+RepositoryName = _pattern_type(
+    rf"(?:{_REPOSITORY_PART}/)*{_REPOSITORY_PART}",
+    "an ECR repository name: 2 to 256 characters, lower-case letters and digits in parts "
+    "separated by '.', '_', '__', '-' (or a run of '-') and '/'",
+    2,
+    quotas.REPOSITORY_NAME_MAX_CHARS,
+)
+
+RoleName = _pattern_type(
+    r"[A-Za-z0-9+=,.@_-]+",
+    f"an IAM role name: 1 to {quotas.ROLE_NAME_MAX_CHARS} ASCII letters, digits or +=,.@_-",
+    1,
+    quotas.ROLE_NAME_MAX_CHARS,
+)
+
+KMS_KEY_ARN_PATTERN = (
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):kms:(?P<region>[a-z0-9-]+):[0-9]{12}:key/"
+    r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+KmsKeyArn = _pattern_type(
+    KMS_KEY_ARN_PATTERN,
+    "a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<key-id> (not an alias)",
+)
+
+STACK_NAME_PATTERN = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+"
+StackName = _pattern_type(
+    STACK_NAME_PATTERN,
+    "a fully qualified stack name <organization>/<project>/<stack>, "
+    "e.g. organization/ecr-ptc/upstream",
+)
+
+ROLE_ARN_PATTERN = (
+    r"arn:(?:aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/"
+    r"(?:[A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}"
+)
+RoleArn = _pattern_type(
+    ROLE_ARN_PATTERN, "an IAM role ARN, arn:<partition>:iam::<12-digit account>:role/<name>"
+)
+
+# Image tag filters of a creation template: letters, digits and ._*-, up to 128 characters,
+# at most two wildcards (pulumi-aws's RepositoryCreationTemplateImageTagMutabilityExclusionFilter).
+TagFilter = _pattern_type(
+    r"[A-Za-z0-9._*-]+",
+    "a tag filter of 1 to 128 letters, digits and ._*- with at most two '*' wildcards",
+    1,
+    128,
+    extra=lambda v: "a tag filter with at most two '*' wildcards" if v.count("*") > 2 else None,
+)
+
+
+def _region_check(value: object) -> str:
+    if not isinstance(value, str):
+        raise invalid("an AWS region name such as us-east-1, as a string")
+    try:
+        region(value)
+    except UnknownRegionError as err:
+        raise invalid(f"an AWS region name such as us-east-1 ({err})") from None
+    return value
+
+
+RegionName = Annotated[
+    str,
+    PlainValidator(_region_check),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$",
+            "description": "an AWS region of the aws, aws-cn or aws-us-gov partition",
+        }
+    ),
+]

@@ -7,8 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-# State lives in a local folder unless PULUMI_BACKEND_URL points at S3 or Pulumi Cloud.
-export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+# State: Pulumi.yaml's `backend.url` (the folder .pulumi-state), for every pulumi command alike,
+# unless PULUMI_BACKEND_URL points elsewhere (S3, Pulumi Cloud). No default is exported here.
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
@@ -53,5 +53,6 @@ preview: install
 verify: $(INSTALLED)
 	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
 
+# Never the state (.pulumi-state): removing it would orphan everything deployed.
 clean:
 	rm -rf $(VENV) policy/venv .mypy_cache .ruff_cache .pytest_cache

@@ -12,7 +12,7 @@ INSTALLED := $(VENV)/.installed
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify clean
+.PHONY: test lint typecheck unit install up preview verify ci-roles clean
 
 POLICY_INSTALLED := policy/venv/.installed
 
@@ -52,6 +52,10 @@ preview: install
 # After `make up`: ask ECR whether each rule of the downstream stack works.
 verify: $(INSTALLED)
 	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
+
+# The IAM policies and GitHub OIDC trust policies of CI's four roles: GITHUB_REPOSITORY=owner/repo.
+ci-roles: $(INSTALLED)
+	$(BIN)/python -m scripts.ci_roles --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
 
 # Never the state (.pulumi-state): removing it would orphan everything deployed.
 clean:

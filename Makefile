@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-# State lives in a local folder unless PULUMI_BACKEND_URL points at S3 or Pulumi Cloud.
-export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+# State: Pulumi.yaml's `backend.url` (the folder .pulumi-state), for every pulumi command alike,
+# unless PULUMI_BACKEND_URL points elsewhere (S3, Pulumi Cloud). No default is exported here.
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify clean
+.PHONY: test lint typecheck unit install up preview verify ci-roles clean
 
 POLICY_INSTALLED := policy/venv/.installed
 
@@ -53,5 +53,10 @@ preview: install
 verify: $(INSTALLED)
 	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
 
+# The IAM policies and GitHub OIDC trust policies of CI's four roles: GITHUB_REPOSITORY=owner/repo.
+ci-roles: $(INSTALLED)
+	$(BIN)/python -m scripts.ci_roles --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
+
+# Never the state (.pulumi-state): removing it would orphan everything deployed.
 clean:
 	rm -rf $(VENV) policy/venv .mypy_cache .ruff_cache .pytest_cache

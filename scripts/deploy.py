@@ -3,11 +3,18 @@
 The downstream reads the upstream's outputs, so the upstream goes first and a failure there stops
 the run. Each side may use its own AWS credentials: UPSTREAM_AWS_PROFILE and DOWNSTREAM_AWS_PROFILE
 name a profile (unset: the ambient credentials).
+
+Every check runs before anything is created or changed, the local state folder included.
+
+`python -m scripts.deploy upstream-deployed --downstream-stack <stack>` (used by CI) exits 0 when
+the upstream stack the downstream reads has its outputs, 1 when it has not been deployed yet, 2
+when it could not tell.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -15,11 +22,20 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
 POLICY_PACK = "policy"
 PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+BACKEND_VARIABLE = "PULUMI_BACKEND_URL"
+FILE_PREFIX = "file://"
+ALLOWED_ACCOUNTS_KEY = "aws:allowedAccountIds"
+UPSTREAM_STACK_KEY = "ecr-ptc:upstreamStack"
+# An output every deployed upstream stack has (components/contract.py).
+UPSTREAM_DEPLOYED_OUTPUT = "upstreamAccountId"
 
 
 class PreflightError(Exception):
@@ -32,9 +48,19 @@ class Side:
     stack: str
     profile: str | None
 
+    @property
+    def profile_variable(self) -> str:
+        return f"{self.name.upper()}_AWS_PROFILE"
+
+    @property
+    def credential_source(self) -> str:
+        if self.profile:
+            return f"profile {self.profile!r} ({self.profile_variable})"
+        return f"the environment ({self.profile_variable} unset)"
+
 
 Whoami = Callable[[str | None], str]
-Runner = Callable[..., subprocess.CompletedProcess[bytes]]
+Runner = Callable[..., subprocess.CompletedProcess[Any]]
 
 
 def sts_account(profile: str | None) -> str:
@@ -44,43 +70,180 @@ def sts_account(profile: str | None) -> str:
     return str(boto3.Session(profile_name=profile).client("sts").get_caller_identity()["Account"])
 
 
-def check_cli(which: Callable[[str], str | None]) -> str:
+# ---- the state backend -------------------------------------------------------------------------
+
+
+def _resolve_file_url(url: str, project_dir: Path) -> str:
+    """A file:// URL with an absolute path. The Pulumi CLI resolves a relative path against the
+    directory it runs in; every pulumi command of this project runs in the project directory."""
+    if not url.startswith(FILE_PREFIX):
+        return url
+    path, _, query = url.removeprefix(FILE_PREFIX).partition("?")
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute():
+        resolved = (project_dir / resolved).resolve()
+    return f"{FILE_PREFIX}{resolved}" + (f"?{query}" if query else "")
+
+
+def state_backend(env: Mapping[str, str], project_dir: Path = PROJECT_DIR) -> str | None:
+    """The backend every `pulumi` command of this project uses, resolved the way the CLI does:
+    PULUMI_BACKEND_URL if set and not empty, else Pulumi.yaml's `backend.url`, else None (the
+    backend of `pulumi login`)."""
+    url = env.get(BACKEND_VARIABLE, "")
+    if not url:
+        project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
+        backend = project.get("backend") or {}
+        url = backend.get("url", "") if isinstance(backend, dict) else ""
+    return _resolve_file_url(url, project_dir) if url else None
+
+
+def local_state_dir(backend: str | None) -> Path | None:
+    if backend is None or not backend.startswith(FILE_PREFIX):
+        return None
+    return Path(backend.removeprefix(FILE_PREFIX).partition("?")[0])
+
+
+def check_backend(env: Mapping[str, str], project_dir: Path = PROJECT_DIR) -> str | None:
+    """The state backend, after checking that a self-managed one can be opened. Creates nothing."""
+    backend = state_backend(env, project_dir)
+    self_managed = backend is not None and not backend.startswith(("https://", "http://"))
+    if self_managed and not any(v in env for v in PASSPHRASE_VARIABLES):
+        raise PreflightError(
+            f"the state backend {backend} keeps secrets with a passphrase, and neither "
+            "PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set. Export one "
+            "(this project stores no secrets; an empty PULUMI_CONFIG_PASSPHRASE= is accepted)."
+        )
+    return backend
+
+
+def prepare_backend(backend: str | None) -> None:
+    """Create the local state folder; called only once every check has passed."""
+    folder = local_state_dir(backend)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+# ---- the CLI and the credentials ---------------------------------------------------------------
+
+
+def check_cli(which: Callable[[str], str | None], command: str) -> str:
     pulumi = which("pulumi")
     if pulumi is None:
         raise PreflightError(
             f"the Pulumi CLI (`pulumi`) is not on PATH. Install it ({INSTALL_URL}), open a new "
-            "shell so PATH includes it, and run `make up` again."
+            f"shell so PATH includes it, and run `make {command}` again."
         )
     return pulumi
 
 
-def check_backend(env: Mapping[str, str]) -> None:
-    backend = env.get("PULUMI_BACKEND_URL", "")
-    self_managed = not backend.startswith(("https://", "http://"))
-    if self_managed and not any(v in env for v in PASSPHRASE_VARIABLES):
-        raise PreflightError(
-            f"the state backend {backend or '(default)'} keeps secrets with a passphrase, and "
-            "neither PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set. Export "
-            "one (this project stores no secrets; an empty PULUMI_CONFIG_PASSPHRASE= is accepted)."
-        )
-    if backend.startswith("file://"):
-        Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+def _error_code(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
 
 
-def check_credentials(sides: Sequence[Side], whoami: Whoami) -> dict[str, str]:
+# What STS answers when the credentials themselves are the problem.
+_CREDENTIAL_ERROR_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "AccessDenied",
+        "InvalidToken",
+    }
+)
+
+
+def credential_problem(err: Exception) -> str:
+    """`network`, `credentials` or `other`: what a failed STS call says about the setup."""
+    from botocore import exceptions as boto
+
+    if isinstance(err, boto.ConnectionError | boto.HTTPClientError):
+        # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, SSLError, timeouts.
+        return "network"
+    credential_errors = (
+        boto.NoCredentialsError,
+        boto.PartialCredentialsError,
+        boto.ProfileNotFound,
+        boto.TokenRetrievalError,
+        boto.SSOError,
+        boto.CredentialRetrievalError,
+    )
+    if isinstance(err, credential_errors) or _error_code(err) in _CREDENTIAL_ERROR_CODES:
+        return "credentials"
+    return "other"
+
+
+def check_credentials(sides: Sequence[Side], whoami: Whoami, command: str) -> dict[str, str]:
     accounts: dict[str, str] = {}
     for side in sides:
-        variable = f"{side.name.upper()}_AWS_PROFILE"
         try:
             accounts[side.name] = whoami(side.profile)
-        except Exception as err:  # any credential failure gets the same advice
-            source = f"profile {side.profile!r} ({variable})" if side.profile else "the environment"
+        except Exception as err:
+            problem = credential_problem(err)
+            if problem == "network":
+                raise PreflightError(
+                    f"could not reach AWS STS to check the {side.name} stack's credentials from "
+                    f"{side.credential_source}: {err}. This is a network problem, not a "
+                    "credentials one: check your connection, VPN or proxy (HTTPS_PROXY, "
+                    f"NO_PROXY), then run `make {command}` again."
+                ) from None
+            if problem == "credentials":
+                raise PreflightError(
+                    f"no usable AWS credentials for the {side.name} stack from "
+                    f"{side.credential_source}: {err}. Log in (e.g. `aws sso login`), or set "
+                    f"{side.profile_variable} to a profile of the {side.name} account, then run "
+                    f"`make {command}` again."
+                ) from None
             raise PreflightError(
-                f"no usable AWS credentials for the {side.name} stack from {source}: {err}. "
-                f"Log in (e.g. `aws sso login`), or set {variable} to a profile of the "
-                f"{side.name} account."
+                f"checking the {side.name} stack's AWS credentials from {side.credential_source} "
+                f"failed: {err}. Fix that, then run `make {command}` again."
             ) from None
     return accounts
+
+
+# ---- each stack pinned to its account ----------------------------------------------------------
+
+
+def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any] | None:
+    """The config block of Pulumi.<stack>.yaml, or None when the stack has no file yet."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return None
+    document = yaml.safe_load(path.read_text()) or {}
+    return dict(document.get("config") or {})
+
+
+def allowed_accounts(stack: str, project_dir: Path = PROJECT_DIR) -> list[str] | None:
+    """`aws:allowedAccountIds` of the stack file, or None when the stack pins no account."""
+    config = stack_config(stack, project_dir)
+    if config is None or config.get(ALLOWED_ACCOUNTS_KEY) is None:
+        return None
+    value = config[ALLOWED_ACCOUNTS_KEY]
+    return [str(a) for a in value] if isinstance(value, list) else [str(value)]
+
+
+def check_accounts(
+    sides: Sequence[Side], accounts: Mapping[str, str], command: str, project_dir: Path
+) -> None:
+    for side in sides:
+        allowed = allowed_accounts(side.stack, project_dir)
+        actual = accounts[side.name]
+        if allowed is not None and actual not in allowed:
+            expected = " or ".join(allowed)
+            raise PreflightError(
+                f"stack {side.stack!r} is pinned to account {expected} ({ALLOWED_ACCOUNTS_KEY} in "
+                f"Pulumi.{side.stack}.yaml), but the {side.name} credentials from "
+                f"{side.credential_source} belong to account {actual}. Use credentials of "
+                f"account {expected} (or correct {ALLOWED_ACCOUNTS_KEY}), then run "
+                f"`make {command}` again. Nothing has been changed."
+            )
+
+
+# ---- the run -----------------------------------------------------------------------------------
 
 
 def deploy(
@@ -91,10 +254,14 @@ def deploy(
     whoami: Whoami = sts_account,
     run: Runner = subprocess.run,
     yes: bool = False,
+    project_dir: Path = PROJECT_DIR,
 ) -> int:
-    pulumi = check_cli(which)
-    check_backend(env)
-    accounts = check_credentials(sides, whoami)
+    pulumi = check_cli(which, command)
+    backend = check_backend(env, project_dir)
+    accounts = check_credentials(sides, whoami, command)
+    check_accounts(sides, accounts, command, project_dir)
+    # Every check passed: only now may anything be created.
+    prepare_backend(backend)
     for side in sides:
         print(f"==> {command} {side.name} stack {side.stack!r} in account {accounts[side.name]}")
         side_env = dict(env)
@@ -115,20 +282,67 @@ def deploy(
             ],
         ]
         for step in steps:
-            result = run(step, cwd=PROJECT_DIR, env=side_env, check=False)
+            result = run(step, cwd=project_dir, env=side_env, check=False)
             if result.returncode != 0:
                 print(f"`{' '.join(step[1:])}` failed; stopping before the next stack.")
                 return result.returncode
     return 0
 
 
+# ---- has the upstream been deployed? (CI's downstream preview) ---------------------------------
+
+DEPLOYED, NOT_DEPLOYED, UNKNOWN = 0, 1, 2
+
+
+def upstream_deployed(
+    downstream_stack: str,
+    env: Mapping[str, str],
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = subprocess.run,
+    project_dir: Path = PROJECT_DIR,
+) -> tuple[int, str]:
+    """Whether the upstream stack that `downstream_stack` reads exists with its outputs. A stack
+    created but never deployed (a preview with `upsert` creates it) has no outputs yet."""
+    config = stack_config(downstream_stack, project_dir) or {}
+    upstream = config.get(UPSTREAM_STACK_KEY)
+    if not upstream:
+        return DEPLOYED, f"stack {downstream_stack!r} reads no upstream stack; nothing to wait for"
+    pulumi = which("pulumi")
+    if pulumi is None:
+        return UNKNOWN, f"the Pulumi CLI is not on PATH ({INSTALL_URL})"
+    result = run(
+        [pulumi, "stack", "output", "--json", "--stack", str(upstream)],
+        cwd=project_dir,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout or "").strip()
+        if "no stack named" in message:
+            return NOT_DEPLOYED, f"upstream stack {upstream!r} does not exist yet"
+        return UNKNOWN, f"could not read upstream stack {upstream!r}: {message}"
+    try:
+        outputs = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        return UNKNOWN, f"upstream stack {upstream!r} gave unreadable outputs"
+    if isinstance(outputs, dict) and UPSTREAM_DEPLOYED_OUTPUT in outputs:
+        return DEPLOYED, f"upstream stack {upstream!r} is deployed"
+    return NOT_DEPLOYED, f"upstream stack {upstream!r} exists but has never been deployed"
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=("up", "preview"))
+    parser.add_argument("command", choices=("up", "preview", "upstream-deployed"))
     parser.add_argument("--upstream-stack", default="upstream")
     parser.add_argument("--downstream-stack", default="downstream")
     args = parser.parse_args(argv)
     env = dict(os.environ if env is None else env)
+    if args.command == "upstream-deployed":
+        status, message = upstream_deployed(args.downstream_stack, env)
+        print(message, file=sys.stdout if status == DEPLOYED else sys.stderr)
+        return status
     sides = [
         Side("upstream", args.upstream_stack, env.get("UPSTREAM_AWS_PROFILE") or None),
         Side("downstream", args.downstream_stack, env.get("DOWNSTREAM_AWS_PROFILE") or None),

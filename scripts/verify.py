@@ -2,7 +2,10 @@
 
 Reads the downstream stack's `rules` output and calls ValidatePullThroughCacheRule for each rule
 in its region, with the downstream account's credentials (DOWNSTREAM_AWS_PROFILE, or the ambient
-ones). One line per rule; exit 1 if any rule is not valid, 2 if it could not check at all.
+ones). One line per rule, then a last line saying which case happened. Exit status 0 if every rule
+is valid, 1 if any rule is invalid, 2 if it could not check (no CLI, no passphrase, stack not
+deployed, AWS unreachable or credentials refused). `make` reports any non-zero status of a recipe
+as its own status 2; run `.venv/bin/python -m scripts.verify` to get 0/1/2 directly.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from scripts.deploy import PROJECT_DIR, PreflightError, check_backend, check_cli
 
 EcrClientFor = Callable[[str], Any]  # region -> boto3 ECR client
 
+ALL_VALID, SOME_INVALID, COULD_NOT_CHECK = 0, 1, 2
+# ECR's answer when the rule itself is missing: the rule is broken, not the check.
+RULE_MISSING = "PullThroughCacheRuleNotFoundException"
+
 
 @dataclass(frozen=True)
 class RuleCheck:
@@ -29,9 +36,11 @@ class RuleCheck:
     ecr_repository_prefix: str
     valid: bool
     detail: str
+    # False when ECR could not be asked (network, credentials): neither valid nor invalid.
+    checked: bool = True
 
     def line(self) -> str:
-        status = "valid  " if self.valid else "INVALID"
+        status = "valid  " if self.valid else ("INVALID" if self.checked else "UNKNOWN")
         return f"{status} {self.region:<15} {self.ecr_repository_prefix:<31} {self.detail}"
 
 
@@ -65,8 +74,14 @@ def verify(rules: Sequence[Mapping[str, str]], client_for: EcrClientFor) -> list
         region, prefix = rule["region"], rule["ecrRepositoryPrefix"]
         try:
             answer = client_for(region).validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)
-        except (ClientError, BotoCoreError) as err:
-            checks.append(RuleCheck(region, prefix, False, f"could not validate: {err}"))
+        except ClientError as err:
+            missing = err.response.get("Error", {}).get("Code") == RULE_MISSING
+            checks.append(
+                RuleCheck(region, prefix, False, f"could not validate: {err}", checked=missing)
+            )
+            continue
+        except BotoCoreError as err:
+            checks.append(RuleCheck(region, prefix, False, f"could not validate: {err}", False))
             continue
         if answer.get("isValid"):
             detail = (
@@ -78,6 +93,20 @@ def verify(rules: Sequence[Mapping[str, str]], client_for: EcrClientFor) -> list
                 RuleCheck(region, prefix, False, answer.get("failure") or "ECR gave no reason")
             )
     return checks
+
+
+def outcome(checks: Sequence[RuleCheck]) -> tuple[int, str]:
+    """The exit status and the last line, which names the case."""
+    invalid = [c for c in checks if c.checked and not c.valid]
+    unchecked = [c for c in checks if not c.checked]
+    total = len(checks)
+    if invalid:
+        return SOME_INVALID, f"INVALID: {len(invalid)} of {total} rules invalid"
+    if unchecked:
+        return COULD_NOT_CHECK, (
+            f"COULD NOT CHECK: {len(unchecked)} of {total} rules could not be validated"
+        )
+    return ALL_VALID, f"VALID: all {total} rules valid"
 
 
 def boto3_clients(profile: str | None) -> EcrClientFor:
@@ -102,18 +131,19 @@ def main(
     if profile:
         env["AWS_PROFILE"] = profile
     try:
-        pulumi = check_cli(which)
+        pulumi = check_cli(which, "verify")
         check_backend(env)
         rules = read_rules(args.stack, pulumi, env, run)
     except PreflightError as err:
         print(f"make verify: {err}", file=sys.stderr)
-        return 2
+        print("COULD NOT CHECK: no rule was validated")
+        return COULD_NOT_CHECK
     checks = verify(rules, clients(profile))
     for check in checks:
         print(check.line())
-    failed = [c for c in checks if not c.valid]
-    print(f"{len(checks) - len(failed)} of {len(checks)} rules valid")
-    return 1 if failed else 0
+    status, last_line = outcome(checks)
+    print(last_line)
+    return status
 
 
 if __name__ == "__main__":

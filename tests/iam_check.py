@@ -51,3 +51,39 @@ def iam_problems(document: dict[str, Any]) -> list[str]:
                 elif not any(f != "*" and does_arn_match(resource, f) for f in formats):
                     problems.append(f"{sid}: {action} does not act on {resource} ({formats})")
     return problems
+
+
+def condition_problems(document: dict[str, Any]) -> list[str]:
+    """Every service-specific condition key must be one IAM documents for each action of its
+    statement (global `aws:` keys apply to every action)."""
+    problems = []
+    for statement in document["Statement"]:
+        sid = statement.get("Sid", "<no Sid>")
+        keys = [
+            key
+            for operator in statement.get("Condition", {}).values()
+            for key in operator
+            if not key.startswith("aws:")
+        ]
+        for action in _as_list(statement["Action"]):
+            service, _, name = action.partition(":")
+            known = {
+                k
+                for entry in get_action_data(service, name).get(service, [])
+                for k in entry.get("condition_keys", [])
+            }
+            problems += [
+                f"{sid}: {action} takes no condition key {k}" for k in keys if k not in known
+            ]
+    return problems
+
+
+def access_levels(document: dict[str, Any]) -> dict[str, str]:
+    """Each action of the document with its IAM access level (Read, List, Write, ...)."""
+    levels = {}
+    for statement in document["Statement"]:
+        for action in _as_list(statement["Action"]):
+            service, _, name = action.partition(":")
+            [level] = {e["access_level"] for e in get_action_data(service, name)[service]}
+            levels[action] = level
+    return levels

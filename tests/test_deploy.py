@@ -1,17 +1,41 @@
-"""`make up`: pre-flight checks that say what is missing, then upstream before downstream."""
+"""`make up` / `make preview`: pre-flight checks that say what is missing, name the command the
+user ran, leave nothing behind when they fail, then upstream before downstream."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ProxyConnectionError,
+)
 
-from scripts.deploy import PreflightError, Side, deploy, main
+from scripts.deploy import (
+    DEPLOYED,
+    NOT_DEPLOYED,
+    UNKNOWN,
+    PreflightError,
+    Side,
+    allowed_accounts,
+    deploy,
+    main,
+    state_backend,
+    upstream_deployed,
+)
+from tests.pulumi_run import PROJECT_DIR
 
 SIDES = [Side("upstream", "upstream", "up-profile"), Side("downstream", "downstream", None)]
 ENV = {"PULUMI_BACKEND_URL": "https://api.pulumi.com"}
+LOCAL = {"PULUMI_CONFIG_PASSPHRASE": ""}
 
 
 class Recorder:
@@ -29,50 +53,243 @@ def accounts(profile: str | None) -> str:
     return {"up-profile": "111122223333", None: "444455556666"}[profile]
 
 
-def test_missing_cli_is_named_with_how_to_install(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["up"], env={"PATH": "/nonexistent"})
+def project(
+    tmp_path: Path,
+    backend: str | None = "file://./.pulumi-state",
+    pins: dict[str, str] | None = None,
+) -> Path:
+    """A project directory with a Pulumi.yaml (and stack files pinning `pins` accounts)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    text = "name: ecr-ptc\nruntime: python\n"
+    if backend is not None:
+        text += f"backend:\n  url: {backend}\n"
+    (tmp_path / "Pulumi.yaml").write_text(text)
+    for stack, account in (pins or {}).items():
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text(
+            f'config:\n  aws:region: us-east-1\n  aws:allowedAccountIds:\n    - "{account}"\n'
+        )
+    return tmp_path
+
+
+PINNED = {"upstream": "111122223333", "downstream": "444455556666"}
+
+
+def run_deploy(
+    project_dir: Path,
+    env: dict[str, str],
+    whoami: Any = accounts,
+    command: str = "up",
+    run: Recorder | None = None,
+) -> Recorder:
+    recorder = run or Recorder()
+    deploy(
+        command,
+        SIDES,
+        env,
+        which=lambda _: "/bin/pulumi",
+        whoami=whoami,
+        run=recorder,
+        project_dir=project_dir,
+    )
+    return recorder
+
+
+# ---- the state backend: one for every pulumi command -------------------------------------------
+
+
+def test_pulumi_yaml_declares_the_project_folder_as_the_state_backend() -> None:
+    assert state_backend({}) == f"file://{PROJECT_DIR / '.pulumi-state'}"
+
+
+def test_a_relative_backend_path_is_the_project_directory_not_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project_dir = project(tmp_path / "project")
+    monkeypatch.chdir(tmp_path)
+    assert state_backend({}, project_dir) == f"file://{project_dir / '.pulumi-state'}"
+
+
+def test_pulumi_backend_url_overrides_pulumi_yaml_unless_empty(tmp_path: Path) -> None:
+    project_dir = project(tmp_path)
+    assert state_backend({"PULUMI_BACKEND_URL": "s3://bucket/ecr-ptc"}, project_dir) == (
+        "s3://bucket/ecr-ptc"
+    )
+    # CI sets the variable to "" when no repository variable exists; the CLI then reads Pulumi.yaml.
+    assert state_backend({"PULUMI_BACKEND_URL": ""}, project_dir) == (
+        f"file://{project_dir / '.pulumi-state'}"
+    )
+    assert state_backend({}, project(tmp_path / "bare", backend=None)) is None
+
+
+def test_the_makefile_exports_no_backend_of_its_own() -> None:
+    """Plain `pulumi stack output ...` and `make up` must use the same state: Pulumi.yaml's."""
+    env = {k: v for k, v in os.environ.items() if k != "PULUMI_BACKEND_URL"}
+    database = subprocess.run(
+        ["make", "-pnq", "clean"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    ).stdout
+    assert "PULUMI_BACKEND_URL" not in database
+
+
+def test_make_clean_never_deletes_state() -> None:
+    commands = subprocess.run(
+        ["make", "--no-print-directory", "-n", "clean"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    state = (PROJECT_DIR / ".pulumi-state").resolve()
+    lines = [shlex.split(line) for line in commands.splitlines() if line.strip()]
+    assert all(words[0] == "rm" for words in lines), "make clean only removes files"
+    removed = [
+        (PROJECT_DIR / word).resolve()
+        for words in lines
+        for word in words[1:]
+        if not word.startswith("-")
+    ]
+    assert removed, "make clean removes something"
+    for path in removed:
+        assert path != state and path not in state.parents, path
+
+
+# ---- pre-flight ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["up", "preview"])
+def test_missing_cli_names_the_command_the_user_ran(command: str) -> None:
+    with pytest.raises(PreflightError) as caught:
+        deploy(command, SIDES, ENV, which=lambda _: None, whoami=accounts, run=Recorder())
+    message = str(caught.value)
+    assert "Pulumi CLI" in message and "not on PATH" in message and "pulumi.com" in message
+    assert f"run `make {command}` again" in message
+    other = "preview" if command == "up" else "up"
+    assert f"make {other}" not in message
+
+
+def test_main_prefixes_errors_with_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["preview"], env={"PATH": "/nonexistent"})
     assert code == 2
     err = capsys.readouterr().err
-    assert "Pulumi CLI" in err and "not on PATH" in err and "pulumi.com" in err
+    # No CLI here, or (where one is installed) no passphrase: either way named as `make preview`.
+    assert err.startswith("make preview:") and "make up" not in err
 
 
 def test_self_managed_backend_needs_a_passphrase_variable(tmp_path: Path) -> None:
-    env = {"PULUMI_BACKEND_URL": f"file://{tmp_path}/state"}
+    project_dir = project(tmp_path)
     with pytest.raises(PreflightError, match="PULUMI_CONFIG_PASSPHRASE"):
-        deploy("up", SIDES, env, which=lambda _: "/bin/pulumi", whoami=accounts, run=Recorder())
-    recorder = Recorder()
-    deploy(
-        "up",
-        SIDES,
-        env | {"PULUMI_CONFIG_PASSPHRASE": ""},
-        which=lambda _: "/bin/pulumi",
-        whoami=accounts,
-        run=recorder,
-    )
-    assert (tmp_path / "state").is_dir()
+        run_deploy(project_dir, {})
+    assert not (project_dir / ".pulumi-state").exists()
+    recorder = run_deploy(project_dir, LOCAL)
+    assert (project_dir / ".pulumi-state").is_dir()
     assert recorder.calls
 
 
-def test_missing_credentials_name_the_side_and_the_variable() -> None:
-    def no_credentials(profile: str | None) -> str:
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="https://sts.amazonaws.com/"),
+        ConnectTimeoutError(endpoint_url="https://sts.amazonaws.com/"),
+        ProxyConnectionError(proxy_url="http://proxy.internal:3128", error="refused"),
+    ],
+    ids=["endpoint", "timeout", "proxy"],
+)
+def test_unreachable_sts_is_a_network_failure_not_missing_credentials(
+    tmp_path: Path, error: Exception
+) -> None:
+    def offline(profile: str | None) -> str:
+        raise error
+
+    with pytest.raises(PreflightError) as caught:
+        run_deploy(project(tmp_path), LOCAL, whoami=offline, command="preview")
+    message = str(caught.value)
+    assert "network problem" in message and "not a credentials one" in message
+    assert "no usable AWS credentials" not in message and "aws sso login" not in message
+    assert "upstream" in message and "run `make preview` again" in message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NoCredentialsError(),
+        ProfileNotFound(profile="workload-admin"),
+        ClientError(
+            {"Error": {"Code": "ExpiredToken", "Message": "The security token has expired"}},
+            "GetCallerIdentity",
+        ),
+    ],
+    ids=["none", "profile", "expired"],
+)
+def test_credential_failures_name_the_side_and_the_variable(
+    tmp_path: Path, error: Exception
+) -> None:
+    def downstream_fails(profile: str | None) -> str:
         if profile is None:
-            raise RuntimeError("Unable to locate credentials")
+            raise error
         return "111122223333"
 
     recorder = Recorder()
     with pytest.raises(PreflightError) as caught:
-        deploy("up", SIDES, ENV, which=lambda _: "/bin/pulumi", whoami=no_credentials, run=recorder)
+        run_deploy(project(tmp_path), LOCAL, whoami=downstream_fails, run=recorder)
     message = str(caught.value)
-    assert "downstream" in message and "DOWNSTREAM_AWS_PROFILE" in message
-    assert "Unable to locate credentials" in message
+    assert "no usable AWS credentials for the downstream stack" in message
+    assert "DOWNSTREAM_AWS_PROFILE" in message and str(error) in message
+    assert "network" not in message and "run `make up` again" in message
     assert recorder.calls == [], "nothing runs before every check has passed"
 
 
-def test_upstream_goes_first_each_with_its_own_credentials() -> None:
+def test_a_failed_preflight_leaves_no_state_folder(tmp_path: Path) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+
+    def no_credentials(profile: str | None) -> str:
+        raise NoCredentialsError()
+
+    with pytest.raises(PreflightError):
+        run_deploy(project_dir, LOCAL, whoami=no_credentials)
+    with pytest.raises(PreflightError):
+        run_deploy(project_dir, LOCAL, whoami=lambda _: "999999999999")
+    assert sorted(p.name for p in project_dir.iterdir()) == [
+        "Pulumi.downstream.yaml",
+        "Pulumi.upstream.yaml",
+        "Pulumi.yaml",
+    ]
+
+
+# ---- each stack pinned to its account ----------------------------------------------------------
+
+
+def test_shipped_stacks_are_pinned_to_their_accounts() -> None:
+    assert allowed_accounts("upstream") == ["111122223333"]
+    assert allowed_accounts("downstream") == ["444455556666"]
+
+
+def test_credentials_of_another_account_are_refused_before_any_change(tmp_path: Path) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+
+    def swapped(profile: str | None) -> str:  # downstream credentials used for the upstream
+        return "444455556666"
+
     recorder = Recorder()
-    assert (
-        deploy("up", SIDES, ENV, which=lambda _: "/bin/pulumi", whoami=accounts, run=recorder) == 0
-    )
+    with pytest.raises(PreflightError) as caught:
+        run_deploy(project_dir, LOCAL, whoami=swapped, run=recorder)
+    message = str(caught.value)
+    assert "'upstream'" in message and "aws:allowedAccountIds" in message
+    assert "Pulumi.upstream.yaml" in message
+    assert "111122223333" in message and "444455556666" in message
+    assert "UPSTREAM_AWS_PROFILE" in message and "run `make up` again" in message
+    assert recorder.calls == []
+    assert not (project_dir / ".pulumi-state").exists()
+
+
+def test_a_stack_without_a_pin_or_a_file_is_not_checked(tmp_path: Path) -> None:
+    recorder = run_deploy(project(tmp_path), LOCAL, whoami=lambda _: "999999999999")
+    assert len(recorder.calls) == 4
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+def test_upstream_goes_first_each_with_its_own_credentials(tmp_path: Path) -> None:
+    recorder = run_deploy(project(tmp_path, pins=PINNED), ENV)
     assert recorder.calls == [
         (["stack", "select", "--create", "upstream"], "up-profile"),
         (["up", "--stack", "upstream", "--policy-pack", "policy"], "up-profile"),
@@ -81,11 +298,18 @@ def test_upstream_goes_first_each_with_its_own_credentials() -> None:
     ]
 
 
-def test_a_failed_upstream_stops_the_downstream() -> None:
+def test_a_failed_upstream_stops_the_downstream(tmp_path: Path) -> None:
     recorder = Recorder(fail_on="up")
-    assert (
-        deploy("up", SIDES, ENV, which=lambda _: "/bin/pulumi", whoami=accounts, run=recorder) == 1
+    code = deploy(
+        "up",
+        SIDES,
+        ENV,
+        which=lambda _: "/bin/pulumi",
+        whoami=accounts,
+        run=recorder,
+        project_dir=project(tmp_path, pins=PINNED),
     )
+    assert code == 1
     assert [args for args, _ in recorder.calls][-1] == [
         "up",
         "--stack",
@@ -96,24 +320,75 @@ def test_a_failed_upstream_stops_the_downstream() -> None:
     assert all("downstream" not in args for args, _ in recorder.calls)
 
 
-def test_yes_skips_the_confirmation_of_up_only() -> None:
-    recorder = Recorder()
-    deploy("up", SIDES, ENV, which=lambda _: "/bin/pulumi", whoami=accounts, run=recorder, yes=True)
-    assert (
-        ["up", "--stack", "upstream", "--policy-pack", "policy", "--yes"],
-        "up-profile",
-    ) in recorder.calls
-    recorder = Recorder()
-    deploy(
-        "preview",
-        SIDES,
-        ENV,
-        which=lambda _: "/bin/pulumi",
-        whoami=accounts,
-        run=recorder,
-        yes=True,
+def test_yes_skips_the_confirmation_of_up_only(tmp_path: Path) -> None:
+    project_dir = project(tmp_path)
+    for command, expected_tail in (("up", ["--yes"]), ("preview", [])):
+        recorder = Recorder()
+        deploy(
+            command,
+            SIDES,
+            ENV,
+            which=lambda _: "/bin/pulumi",
+            whoami=accounts,
+            run=recorder,
+            yes=True,
+            project_dir=project_dir,
+        )
+        expected = [command, "--stack", "upstream", "--policy-pack", "policy", *expected_tail]
+        assert (expected, "up-profile") in recorder.calls
+
+
+# ---- has the upstream been deployed? (CI's downstream preview) ---------------------------------
+
+
+def downstream_reading(tmp_path: Path, upstream: str | None) -> Path:
+    project_dir = project(tmp_path)
+    line = f"  ecr-ptc:upstreamStack: {upstream}\n" if upstream else ""
+    (project_dir / "Pulumi.downstream.yaml").write_text(f"config:\n  aws:region: eu-west-1\n{line}")
+    return project_dir
+
+
+def answering(code: int, stdout: str = "", stderr: str = "") -> Any:
+    calls: list[list[str]] = []
+
+    def run(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(args[1:])
+        return subprocess.CompletedProcess(args, code, stdout=stdout, stderr=stderr)
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.parametrize(
+    ("code", "stdout", "stderr", "expected"),
+    [
+        (0, '{"upstreamAccountId": "111122223333"}', "", DEPLOYED),
+        (255, "", "error: no stack named 'organization/ecr-ptc/upstream' found", NOT_DEPLOYED),
+        # Created by a preview's upsert, never deployed: no outputs yet.
+        (0, "{}", "", NOT_DEPLOYED),
+        (255, "", "error: failed to load checkpoint: AccessDenied", UNKNOWN),
+    ],
+    ids=["deployed", "missing", "never-deployed", "backend-error"],
+)
+def test_upstream_deployed_tells_missing_from_broken(
+    tmp_path: Path, code: int, stdout: str, stderr: str, expected: int
+) -> None:
+    run = answering(code, stdout, stderr)
+    project_dir = downstream_reading(tmp_path, "organization/ecr-ptc/upstream")
+    status, _ = upstream_deployed(
+        "downstream", {}, which=lambda _: "/bin/pulumi", run=run, project_dir=project_dir
     )
-    assert (
-        ["preview", "--stack", "upstream", "--policy-pack", "policy"],
-        "up-profile",
-    ) in recorder.calls
+    assert status == expected
+    assert run.calls == [["stack", "output", "--json", "--stack", "organization/ecr-ptc/upstream"]]
+
+
+def test_a_downstream_without_an_upstream_stack_waits_for_nothing(tmp_path: Path) -> None:
+    run = answering(255)
+    status, _ = upstream_deployed(
+        "downstream",
+        {},
+        which=lambda _: "/bin/pulumi",
+        run=run,
+        project_dir=downstream_reading(tmp_path, None),
+    )
+    assert status == DEPLOYED and run.calls == []

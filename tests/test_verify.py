@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
 from scripts.deploy import PreflightError
@@ -151,12 +152,78 @@ def test_main_prints_a_line_per_rule_and_fails_on_any_invalid(
     assert profiles == ["workload"]
     assert out[0].startswith("valid") and "eu-west-1" in out[0]
     assert out[1].startswith("INVALID") and "Upstream registry denied access" in out[1]
-    assert out[2] == "1 of 2 rules valid"
+    assert out[-1] == "INVALID: 1 of 2 rules invalid"
 
 
 def test_self_managed_backend_without_passphrase_exits_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Any
 ) -> None:
-    env = {"PULUMI_BACKEND_URL": f"file://{tmp_path}"}
+    env = {"PULUMI_BACKEND_URL": f"file://{tmp_path}/state"}
     assert main([], env=env, which=lambda _: "/bin/pulumi") == 2
-    assert "PULUMI_CONFIG_PASSPHRASE" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "PULUMI_CONFIG_PASSPHRASE" in captured.err
+    assert captured.out.splitlines()[-1] == "COULD NOT CHECK: no rule was validated"
+    assert not (tmp_path / "state").exists(), "make verify creates no state folder"
+
+
+def test_missing_cli_says_run_make_verify_again(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], env={}, which=lambda _: None) == 2
+    captured = capsys.readouterr()
+    assert "run `make verify` again" in captured.err and "make up" not in captured.err
+    assert captured.out.splitlines()[-1].startswith("COULD NOT CHECK")
+
+
+class Unreachable:
+    """An ECR client whose endpoint cannot be reached."""
+
+    def validate_pull_through_cache_rule(self, **_: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://api.ecr.eu-west-1.amazonaws.com/")
+
+
+def run_main(client_for: Any) -> int:
+    def run(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout=json.dumps(RULES), stderr="")
+
+    return main(
+        [],
+        env={"PULUMI_BACKEND_URL": "https://api.pulumi.com"},
+        which=lambda _: "/bin/pulumi",
+        run=run,
+        clients=lambda _: client_for,
+    )
+
+
+def test_all_valid_exits_0_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    client_for, _ = stubbed_clients(
+        {"eu-west-1": valid("eu-west-1"), "eu-central-1": valid("eu-central-1")}
+    )
+    assert run_main(client_for) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "VALID: all 2 rules valid"
+
+
+def test_unreachable_ecr_is_could_not_check_not_invalid(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_main(lambda region: Unreachable()) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("UNKNOWN") and "Could not connect" in out[0]
+    assert out[-1] == "COULD NOT CHECK: 2 of 2 rules could not be validated"
+
+
+def test_refused_credentials_are_could_not_check(capsys: pytest.CaptureFixture[str]) -> None:
+    client_for, _ = stubbed_clients(
+        {"eu-west-1": "ExpiredTokenException", "eu-central-1": "ExpiredTokenException"}
+    )
+    assert run_main(client_for) == 2
+    assert capsys.readouterr().out.splitlines()[-1].startswith("COULD NOT CHECK")
+
+
+def test_a_missing_rule_makes_the_run_invalid(capsys: pytest.CaptureFixture[str]) -> None:
+    client_for, _ = stubbed_clients(
+        {
+            "eu-west-1": "PullThroughCacheRuleNotFoundException",
+            "eu-central-1": valid("eu-central-1"),
+        }
+    )
+    assert run_main(client_for) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "INVALID: 1 of 2 rules invalid"

@@ -30,6 +30,11 @@ def pulumi_jobs(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {n: j for n, j in workflow["jobs"].items() if steps_using(j, "pulumi/actions")}
 
 
+def pulumi_command_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pulumi/actions steps that run a command (without one, the action only installs)."""
+    return [s for s in steps_using(job, "pulumi/actions") if "command" in s.get("with", {})]
+
+
 def test_pull_requests_test_then_preview_upstream_then_downstream() -> None:
     workflow = load("preview.yml")
     assert "pull_request" in workflow["on"]
@@ -38,8 +43,10 @@ def test_pull_requests_test_then_preview_upstream_then_downstream() -> None:
     assert jobs["preview-upstream"]["needs"] == "test"
     assert jobs["preview-downstream"]["needs"] == "preview-upstream"
     for name, job in pulumi_jobs(workflow).items():
-        [step] = steps_using(job, "pulumi/actions")
+        [step] = pulumi_command_steps(job)
         assert step["with"]["command"] == "preview", name
+        # The first pull request comes before any deploy: the preview creates a missing stack.
+        assert step["with"]["upsert"] is True, name
         assert step["with"]["comment-on-pr"] is True, name
         assert step["with"]["policyPacks"] == "policy", name
         assert job["permissions"]["pull-requests"] == "write", name
@@ -53,7 +60,7 @@ def test_merges_deploy_upstream_then_downstream_one_at_a_time() -> None:
     assert jobs["up-downstream"]["needs"] == "up-upstream"
     groups = set()
     for name, job in pulumi_jobs(workflow).items():
-        [step] = steps_using(job, "pulumi/actions")
+        [step] = pulumi_command_steps(job)
         assert step["with"]["command"] == "up", name
         assert step["with"]["policyPacks"] == "policy", name
         assert job["concurrency"]["cancel-in-progress"] is False, name
@@ -97,3 +104,56 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
         (WORKFLOWS / "deploy.yml").read_text()
     )
     assert subprocess.run([actionlint], cwd=tmp_path, check=False).returncode == 0
+
+
+def run_upstream_check(tmp_path: Path, script_status: int) -> tuple[int, str, str]:
+    """Runs the downstream preview job's check step with a stand-in for scripts.deploy that
+    exits `script_status`; returns the step's status, its outputs and the job summary."""
+    job = load("preview.yml")["jobs"]["preview-downstream"]
+    [check] = [s for s in job["steps"] if "upstream-deployed" in s.get("run", "")]
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\nexit {script_status}\n")
+    python.chmod(0o755)
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary"
+    outputs.touch()
+    summary.touch()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "DOWNSTREAM_STACK": "downstream",
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", check["run"]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode, outputs.read_text(), summary.read_text()
+
+
+def test_downstream_preview_waits_for_the_first_upstream_deploy(tmp_path: Path) -> None:
+    job = load("preview.yml")["jobs"]["preview-downstream"]
+    steps = job["steps"]
+    [check] = [s for s in steps if "upstream-deployed" in s.get("run", "")]
+    [preview] = pulumi_command_steps(job)
+    # The CLI the check needs is installed before it; the preview runs only when it passed.
+    install = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("pulumi/"))
+    assert install < steps.index(check) < steps.index(preview)
+    assert preview["if"] == f"steps.{check['id']}.outputs.deployed == 'true'"
+
+    assert run_upstream_check(tmp_path / "deployed", 0) == (0, "deployed=true\n", "")
+
+    status, outputs, summary = run_upstream_check(tmp_path / "first", 1)
+    assert (status, outputs) == (0, "deployed=false\n")
+    assert (
+        "can be previewed after the first deploy of the upstream" in summary
+        and "`make plan`" in summary
+    )
+
+    # A backend or credentials error is not "not deployed yet": the job fails.
+    status, outputs, summary = run_upstream_check(tmp_path / "broken", 2)
+    assert status == 2 and outputs == "" and summary == ""

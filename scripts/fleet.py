@@ -20,6 +20,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -467,6 +468,27 @@ class AutomationRunner:
             return RunReport(_op_counts(destroyed.summary.resource_changes), log.getvalue())
 
 
+class NotReady(Exception):
+    """Something every member needs is missing; the message says what and how to fix it."""
+
+
+def check_ready(env: Mapping[str, str], backend: str, which: Callable[[str], str | None]) -> None:
+    """Fail once, before any member runs, rather than once per member."""
+    if which("pulumi") is None:
+        raise NotReady(
+            "the Pulumi CLI (`pulumi`) is not on PATH; the Automation API runs it for every "
+            "member. Install it (https://www.pulumi.com/docs/iac/download-install/) and retry."
+        )
+    self_managed = not backend.startswith(("https://", "http://"))
+    passphrase = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+    if self_managed and not any(v in env for v in passphrase):
+        raise NotReady(
+            f"the state backend {backend} keeps secrets with a passphrase and neither "
+            "PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set. Export one (this "
+            "project stores no secrets; an empty PULUMI_CONFIG_PASSPHRASE= is accepted)."
+        )
+
+
 def sts_assume_check(sts_client: Any = None) -> AssumeCheck:
     """sts:AssumeRole on the role: what each member's AWS provider will do first."""
     lock = threading.Lock()
@@ -513,6 +535,7 @@ def main(
     project_dir: Path = PROJECT_DIR,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    which: Callable[[str], str | None] = shutil.which,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -548,6 +571,9 @@ def main(
             index, count = parse_batch(env[BATCH])
             chosen, label = batch(fleet, index, count), f"{index}/{count}"
         workers = parallelism(len(chosen), env, available_memory_mb())
+        if runner is None:
+            runner = AutomationRunner(project_dir, env)
+            check_ready(env, runner.backend, which)
         print(
             f"==> {args.command} of {len(chosen)} member(s) of fleet {args.template!r}, "
             f"{workers} at a time",
@@ -557,7 +583,7 @@ def main(
             args.template,
             chosen,
             args.command,
-            runner or AutomationRunner(project_dir, env),
+            runner,
             can_assume or sts_assume_check(),
             workers,
             prune=env.get("PRUNE") == "1",
@@ -565,7 +591,7 @@ def main(
             handle_orphans=label is None or label.startswith("1/"),
             err=err,
         )
-    except ConfigError as error:
+    except (ConfigError, NotReady) as error:
         print(f"fleet: {error}", file=err)
         return 2
     run.batch = label

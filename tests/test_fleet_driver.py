@@ -361,3 +361,36 @@ def test_backend_from_the_environment_then_pulumi_yaml_then_the_local_state(tmp_
     )
     assert backend_url(tmp_path, {}) == "s3://b/p"
     assert backend_url(tmp_path, {"PULUMI_BACKEND_URL": "file:///x"}) == "file:///x"
+
+
+def test_bench_prints_the_overhead_for_each_fleet_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import bench_fleet
+
+    bench_fleet.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["10", "100", "1000"]
+    assert all(float(value) >= 0 for row in rows for value in row[1:])
+
+
+def test_without_the_pulumi_cli_or_a_passphrase_nothing_runs(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: ecr-ptc\nruntime: python\n")
+    (tmp_path / "Pulumi.downstream.yaml").write_text(
+        yaml.safe_dump(
+            {"config": {"aws:region": "eu-west-1", "ecr-ptc:accounts": ["210000000000"]}}
+        )
+    )
+    checked: list[str] = []
+
+    def args(which: Any, env: dict[str, str]) -> int:
+        err = io.StringIO()
+        code = fleet.main(
+            ["up"], env=env, can_assume=checked.append, project_dir=tmp_path, err=err, which=which
+        )
+        checked.append(err.getvalue())
+        return code
+
+    assert args(lambda _: None, {"PULUMI_CONFIG_PASSPHRASE": ""}) == 2
+    assert "Pulumi CLI" in checked[-1]
+    assert args(lambda _: "/bin/pulumi", {}) == 2
+    assert "PULUMI_CONFIG_PASSPHRASE" in checked[-1]
+    assert len(checked) == 2, "no role was tried"

@@ -64,7 +64,7 @@ TEMPLATE ?= downstream
 PER_BATCH ?= 25
 FLEET_ARGS = --template $(TEMPLATE) $(if $(MEMBERS),--members $(MEMBERS))
 
-.PHONY: fleet-members fleet-matrix fleet-preview fleet-up bench-fleet
+.PHONY: fleet-members fleet-matrix fleet-preview fleet-up fleet-comment bench-fleet
 
 # JSON on stdout only (`make -s fleet-members > members.json`).
 fleet-members: $(INSTALLED)
@@ -82,3 +82,7 @@ fleet-up: install
 # The driver's own overhead for 10, 100 and 1,000 members (no Pulumi CLI, no AWS).
 bench-fleet: $(INSTALLED)
 	$(BIN)/python -m scripts.bench_fleet
+
+# CI: one PR comment from the batches' FLEET_SUMMARY files (SUMMARIES=<files>).
+fleet-comment: $(INSTALLED)
+	@$(BIN)/python -m scripts.fleet comment $(SUMMARIES)

@@ -321,11 +321,12 @@ def comment(summaries: Sequence[Mapping[str, Any]]) -> str:
     orphans = sorted({o for s in summaries for o in s.get("orphans", [])})
     errors = [e for s in summaries for e in s.get("errors", [])]
     templates = sorted({s["template"] for s in summaries})
+    commands = sorted({s["command"] for s in summaries})
     failed = [r for r in rows if r["result"] not in OK_RESULTS]
     changed = [r for r in rows if change_text(r["changes"]) not in ("none", "-")]
     lines = [
         COMMENT_MARKER,
-        f"### Fleet preview: {', '.join(f'`{t}`' for t in templates)}",
+        f"### Fleet {' / '.join(commands)}: {', '.join(f'`{t}`' for t in templates)}",
         "",
         f"{len(rows)} accounts: {len(changed)} with changes, {len(failed)} failed or skipped.",
         "",
@@ -563,7 +564,8 @@ def main(
             return 0
         if args.command == "matrix":
             count = batch_count(len(fleet), args.per_batch)
-            matrix = {"batch": [f"{i}/{count}" for i in range(1, count + 1)]}
+            # Each matrix job runs BATCH=<batch>/<count>.
+            matrix = {"batch": list(range(1, count + 1))}
             out.write(json.dumps({"count": count, "matrix": matrix}, sort_keys=True) + "\n")
             return 0
         chosen, label = fleet, None

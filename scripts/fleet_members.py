@@ -119,13 +119,11 @@ def _account_id(key: str, value: object) -> str:
     return value
 
 
-def _once(key: str, values: Sequence[str], field: str = "") -> None:
+def _once(key: str, values: Sequence[str]) -> None:
     seen: dict[str, int] = {}
     for i, v in enumerate(values):
         if v in seen:
-            raise ConfigError(
-                f"{key}[{i}]{field}", v, f"each value once; it repeats item {seen[v]}"
-            )
+            raise ConfigError(f"{key}[{i}]", v, f"each value once; it repeats item {seen[v]}")
         seen[v] = i
 
 

@@ -60,3 +60,34 @@ ci-roles: $(INSTALLED)
 # Never the state (.pulumi-state): removing it would orphan everything deployed.
 clean:
 	rm -rf $(VENV) policy/venv .mypy_cache .ruff_cache .pytest_cache
+
+# --- Fleets: one downstream stack per account of a template (README "Fleet") ---------------
+# TEMPLATE is the template stack; MEMBERS=<file> uses a members list from `make fleet-members`
+# instead of deriving it again (CI: every batch sees the same list). Environment: BATCH=i/N,
+# PRUNE=1, FLEET_PARALLELISM=<n>, FLEET_SUMMARY=<file>.
+TEMPLATE ?= downstream
+PER_BATCH ?= 25
+FLEET_ARGS = --template $(TEMPLATE) $(if $(MEMBERS),--members $(MEMBERS))
+
+.PHONY: fleet-members fleet-matrix fleet-preview fleet-up fleet-comment bench-fleet
+
+# JSON on stdout only (`make -s fleet-members > members.json`).
+fleet-members: $(INSTALLED)
+	@$(BIN)/python -m scripts.fleet members $(FLEET_ARGS)
+
+fleet-matrix: $(INSTALLED)
+	@$(BIN)/python -m scripts.fleet matrix $(FLEET_ARGS) --per-batch $(PER_BATCH)
+
+fleet-preview: install
+	$(BIN)/python -m scripts.fleet preview $(FLEET_ARGS)
+
+fleet-up: install
+	$(BIN)/python -m scripts.fleet up $(FLEET_ARGS)
+
+# The driver's own overhead for 10, 100 and 1,000 members (no Pulumi CLI, no AWS).
+bench-fleet: $(INSTALLED)
+	$(BIN)/python -m scripts.bench_fleet
+
+# CI: one PR comment from the batches' FLEET_SUMMARY files (SUMMARIES=<files>).
+fleet-comment: $(INSTALLED)
+	@$(BIN)/python -m scripts.fleet comment $(SUMMARIES)

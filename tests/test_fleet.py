@@ -1,0 +1,291 @@
+"""Fleet templates: which accounts become members, with which stack, role and config."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.stub import Stubber
+
+from components.config_error import ConfigError
+from scripts import fleet
+from scripts.fleet_members import Member, batch, batch_count, members, parse_batch, to_json
+
+TEMPLATE: dict[str, Any] = {
+    "aws:region": "eu-west-1",
+    "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
+    "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden", "upstreamRepositoryPrefix": "golden"}],
+    "ecr-ptc:accounts": ["210000000002", "210000000001"],
+}
+OU_ROOT = "ou-ab12-11111111"
+OU_CHILD = "ou-ab12-22222222"
+OU_GRANDCHILD = "ou-ab12-33333333"
+
+
+def organizations() -> tuple[Any, Stubber]:
+    client = boto3.client(
+        "organizations",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return client, Stubber(client)
+
+
+def account(
+    account_id: str, state: str | None = "ACTIVE", status: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"Id": account_id, "Name": f"acct-{account_id}"}
+    if state is not None:
+        entry["State"] = state
+    if status is not None:
+        entry["Status"] = status
+    return entry
+
+
+def stub_tree(stubber: Stubber) -> None:
+    """OU_ROOT: 310000000001 (active), 310000000002 (suspended), 310000000009 (active, to be
+    excluded) and OU_CHILD; OU_CHILD: two pages, 310000000003 (active) then 310000000004 (only the
+    old Status field, ACTIVE) and 310000000005 (PENDING_CLOSURE), and OU_GRANDCHILD:
+    310000000006 (active)."""
+    accounts, ous = "list_accounts_for_parent", "list_organizational_units_for_parent"
+    stubber.add_response(
+        accounts,
+        {
+            "Accounts": [
+                account("310000000001"),
+                account("310000000002", "SUSPENDED"),
+                account("310000000009"),
+            ]
+        },
+        {"ParentId": OU_ROOT},
+    )
+    stubber.add_response(
+        ous, {"OrganizationalUnits": [{"Id": OU_CHILD, "Name": "child"}]}, {"ParentId": OU_ROOT}
+    )
+    stubber.add_response(
+        accounts,
+        {"Accounts": [account("310000000003")], "NextToken": "page-2"},
+        {"ParentId": OU_CHILD},
+    )
+    stubber.add_response(
+        accounts,
+        {
+            "Accounts": [
+                account("310000000004", state=None, status="ACTIVE"),
+                account("310000000005", "PENDING_CLOSURE"),
+            ]
+        },
+        {"ParentId": OU_CHILD, "NextToken": "page-2"},
+    )
+    stubber.add_response(
+        ous,
+        {"OrganizationalUnits": [{"Id": OU_GRANDCHILD, "Name": "grandchild"}]},
+        {"ParentId": OU_CHILD},
+    )
+    stubber.add_response(
+        accounts, {"Accounts": [account("310000000006")]}, {"ParentId": OU_GRANDCHILD}
+    )
+    stubber.add_response(ous, {"OrganizationalUnits": []}, {"ParentId": OU_GRANDCHILD})
+
+
+@pytest.fixture
+def org() -> Iterator[tuple[Any, Stubber]]:
+    client, stubber = organizations()
+    with stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_listed_accounts_become_one_stack_each_pinned_to_their_account() -> None:
+    result = members("downstream", TEMPLATE)
+    assert [m.stack for m in result] == ["downstream-210000000001", "downstream-210000000002"]
+    first = result[0]
+    assert first.role_arn == "arn:aws:iam::210000000001:role/OrganizationAccountAccessRole"
+    assert first.config == {
+        "aws:region": "eu-west-1",
+        "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
+        "ecr-ptc:rules": TEMPLATE["ecr-ptc:rules"],
+        "aws:allowedAccountIds": ["210000000001"],
+        "aws:assumeRoles": [{"roleArn": first.role_arn}],
+    }
+
+
+def test_role_name_and_explicit_role_arn_and_partition_from_the_region() -> None:
+    config = TEMPLATE | {
+        "aws:region": "cn-north-1",
+        "ecr-ptc:accountRoleName": "AWSControlTowerExecution",
+        "ecr-ptc:accounts": [
+            "210000000001",
+            {
+                "accountId": "210000000002",
+                "roleArn": "arn:aws-cn:iam::210000000002:role/ops/deploy",
+            },
+        ],
+    }
+    result = {m.account_id: m.role_arn for m in members("downstream", config)}
+    assert result == {
+        "210000000001": "arn:aws-cn:iam::210000000001:role/AWSControlTowerExecution",
+        "210000000002": "arn:aws-cn:iam::210000000002:role/ops/deploy",
+    }
+
+
+def test_ous_nested_active_only_excluded_skipped_explicit_role_wins(
+    org: tuple[Any, Stubber],
+) -> None:
+    client, stubber = org
+    stub_tree(stubber)
+    config = TEMPLATE | {
+        "ecr-ptc:accounts": [
+            {"accountId": "310000000003", "roleArn": "arn:aws:iam::310000000003:role/special"},
+            "210000000001",
+        ],
+        "ecr-ptc:organizationalUnitIds": [OU_ROOT],
+        "ecr-ptc:excludeAccountIds": ["310000000009"],
+    }
+    result = members("downstream", config, client)
+    assert {m.account_id: m.role_arn.rsplit("/", 1)[-1] for m in result} == {
+        "210000000001": "OrganizationAccountAccessRole",
+        "310000000001": "OrganizationAccountAccessRole",
+        "310000000003": "special",  # listed and found under OU_CHILD: once, the explicit role
+        "310000000004": "OrganizationAccountAccessRole",  # Status when State is absent
+        "310000000006": "OrganizationAccountAccessRole",  # two levels down
+    }
+    assert all("ecr-ptc:organizationalUnitIds" not in m.config for m in result)
+    assert all("ecr-ptc:excludeAccountIds" not in m.config for m in result)
+
+
+def test_output_is_byte_identical_and_adding_an_account_changes_no_other_entry() -> None:
+    reordered = TEMPLATE | {"ecr-ptc:accounts": ["210000000001", "210000000002"]}
+    assert to_json(members("downstream", TEMPLATE)) == to_json(members("downstream", reordered))
+    before = {m["accountId"]: m for m in json.loads(to_json(members("downstream", TEMPLATE)))}
+    grown = TEMPLATE | {"ecr-ptc:accounts": ["210000000002", "210000000000", "210000000001"]}
+    after = {m["accountId"]: m for m in json.loads(to_json(members("downstream", grown)))}
+    assert set(after) - set(before) == {"210000000000"}
+    assert all(after[a] == before[a] for a in before)
+
+
+def test_make_fleet_members_prints_members_of_the_stack_file(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.fleet-eu.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "config": {
+                    "aws:region": "eu-west-1",
+                    "ecr-ptc:side": "downstream",
+                    # a bare key belongs to the project, as in `pulumi config`
+                    "accounts": ["210000000001"],
+                    "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden"}],
+                }
+            }
+        )
+    )
+    out = io.StringIO()
+    assert fleet.main(["members", "--template", "fleet-eu"], project_dir=tmp_path, out=out) == 0
+    [member] = json.loads(out.getvalue())
+    assert member["stack"] == "fleet-eu-210000000001"
+    assert member["config"]["ecr-ptc:side"] == "downstream"
+    assert "ecr-ptc:accounts" not in member["config"]
+
+
+def test_a_stack_that_is_not_a_template_is_refused_by_the_fleet_commands(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.downstream.yaml").write_text("config:\n  aws:region: eu-west-1\n")
+    err = io.StringIO()
+    code = fleet.main(["members", "--template", "downstream"], project_dir=tmp_path, err=err)
+    assert code == 2
+    assert "ecr-ptc:accounts" in err.getvalue() and "not a fleet template" in err.getvalue()
+    assert members("downstream", {"aws:region": "eu-west-1"}) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "valid"),
+    [
+        ({"ecr-ptc:accounts": [210000000001]}, "ecr-ptc:accounts[0]", "12 digits, quoted"),
+        ({"ecr-ptc:accounts": "210000000001"}, "ecr-ptc:accounts", "a YAML list"),
+        (
+            {"ecr-ptc:accounts": ["210000000001", "210000000001"]},
+            "ecr-ptc:accounts[1]",
+            "repeats item 0",
+        ),
+        (
+            {"ecr-ptc:accounts": [{"accountId": "210000000001", "role": "x"}]},
+            "ecr-ptc:accounts[0].role",
+            "accountId, roleArn",
+        ),
+        (
+            {
+                "ecr-ptc:accounts": [
+                    {"accountId": "210000000001", "roleArn": "arn:aws:iam::999999999999:role/x"}
+                ]
+            },
+            "ecr-ptc:accounts[0].roleArn",
+            "a role of account 210000000001",
+        ),
+        (
+            {"ecr-ptc:accounts": [{"accountId": "210000000001", "roleArn": "deploy"}]},
+            "ecr-ptc:accounts[0].roleArn",
+            "an IAM role ARN",
+        ),
+        (
+            {"ecr-ptc:organizationalUnitIds": ["r-ab12"]},
+            "ecr-ptc:organizationalUnitIds[0]",
+            "organizational unit ID",
+        ),
+        ({"ecr-ptc:excludeAccountIds": ["12345"]}, "ecr-ptc:excludeAccountIds[0]", "12 digits"),
+        (
+            {"ecr-ptc:accountRoleName": "role name with spaces"},
+            "ecr-ptc:accountRoleName",
+            "IAM role name",
+        ),
+        ({"aws:region": "mars-1"}, "aws:region", "the template's region"),
+        (
+            {"aws:assumeRoles": [{"roleArn": "arn:aws:iam::1:role/x"}]},
+            "aws:assumeRoles",
+            "the fleet sets",
+        ),
+        ({"ecr-ptc:side": "upstream"}, "ecr-ptc:accounts", "fleets are downstream stacks"),
+    ],
+)
+def test_bad_fleet_keys_name_the_key_the_value_and_what_is_valid(
+    change: dict[str, Any], key: str, valid: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        members("downstream", TEMPLATE | change)
+    assert caught.value.key == key
+    assert valid in caught.value.valid
+    assert repr(caught.value.value) in str(caught.value)
+
+
+def test_fleet_keys_without_a_fleet_are_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        members(
+            "downstream", {"aws:region": "eu-west-1", "ecr-ptc:excludeAccountIds": ["210000000001"]}
+        )
+    assert caught.value.key == "ecr-ptc:excludeAccountIds"
+    assert "fleet template" in caught.value.valid
+
+
+def fleet_of(n: int) -> list[Member]:
+    return [Member(f"downstream-{i:012d}", f"{i:012d}", "arn", {}) for i in range(n)]
+
+
+@pytest.mark.parametrize(("size", "count"), [(0, 3), (1, 3), (7, 3), (10, 10), (1000, 256)])
+def test_batches_partition_the_members_exactly_and_evenly(size: int, count: int) -> None:
+    everyone = fleet_of(size)
+    parts = [batch(list(reversed(everyone)), i, count) for i in range(1, count + 1)]
+    assert [m for part in parts for m in part] == everyone
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_batch_count_respects_the_matrix_limit_and_batch_syntax() -> None:
+    assert [batch_count(n, 25) for n in (0, 1, 25, 26, 6400, 10000)] == [0, 1, 1, 2, 256, 256]
+    assert parse_batch("2/8") == (2, 8)
+    for bad in ("0/3", "4/3", "2", "a/b"):
+        with pytest.raises(ConfigError) as caught:
+            parse_batch(bad)
+        assert caught.value.key == "BATCH" and caught.value.value == bad

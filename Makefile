@@ -1,11 +1,22 @@
-# Two commands do everything on a fresh machine:
-#   make test   venv, install, ruff, mypy, pytest (no Pulumi CLI, no AWS needed)
-#   make up     venv, pre-flight checks, `pulumi up` on the upstream stack, then the downstream
+# Two commands do everything on a fresh machine that has Python 3.11+:
+#   make test   uv, .venv from uv.lock, ruff, mypy, pytest (no Pulumi CLI, no AWS needed)
+#   make up     the same .venv, pre-flight checks, `pulumi up` on the upstream stack, then the downstream
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+
+# uv installs .venv (and policy/venv) exactly as uv.lock (policy/uv.lock) says. Its version is
+# pinned here and nowhere else. A uv on PATH at this version is used as it is; otherwise make
+# installs this version from PyPI into .tools/, so a fresh machine needs nothing but Python.
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv-$(UV_VERSION)
+ifeq ($(shell uv --version 2>/dev/null | cut -d' ' -f2),$(UV_VERSION))
+UV := $(shell command -v uv)
+else
+UV := $(CURDIR)/$(UV_HOME)/bin/uv
+endif
 
 # State lives in a local folder unless PULUMI_BACKEND_URL points at S3 or Pulumi Cloud.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
@@ -16,15 +27,20 @@ DOWNSTREAM_STACK ?= downstream
 
 POLICY_INSTALLED := policy/venv/.installed
 
-$(INSTALLED): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# uv's wheel holds the whole program: pip only unpacks it, no venv needed.
+$(CURDIR)/$(UV_HOME)/bin/uv:
+	rm -rf $(UV_HOME)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --target $(UV_HOME) uv==$(UV_VERSION)
+
+# The project's dependencies and the dev group, from uv.lock. --locked: stop if pyproject.toml
+# and uv.lock disagree, rather than resolve anew.
+$(INSTALLED): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(VENV) $(UV) sync --locked --python $(PYTHON)
 	touch $@
 
 # The policy pack (policy/) runs in its own environment, as PulumiPolicy.yaml says.
-$(POLICY_INSTALLED): policy/requirements.txt
-	$(PYTHON) -m venv policy/venv
-	policy/venv/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+$(POLICY_INSTALLED): policy/pyproject.toml policy/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/policy/venv $(UV) sync --locked --python $(PYTHON) --directory policy
 	touch $@
 
 # Everything `pulumi preview/up --policy-pack policy` needs (CI's deploy jobs run this).
@@ -53,5 +69,6 @@ preview: install
 verify: $(INSTALLED)
 	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
 
+# Tools, environments and caches only; never .pulumi-state.
 clean:
-	rm -rf $(VENV) policy/venv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) policy/venv .tools .mypy_cache .ruff_cache .pytest_cache

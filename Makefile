@@ -17,13 +17,15 @@ UV := $(shell command -v uv)
 else
 UV := $(CURDIR)/$(UV_HOME)/bin/uv
 endif
+# Pulumi runs uv itself (toolchain: uv in Pulumi.yaml and policy/PulumiPolicy.yaml): this one.
+export PATH := $(dir $(UV)):$(PATH)
 
 # State lives in a local folder unless PULUMI_BACKEND_URL points at S3 or Pulumi Cloud.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify clean
+.PHONY: test lint typecheck unit install up preview verify clean uv-dir
 
 POLICY_INSTALLED := policy/venv/.installed
 
@@ -45,6 +47,10 @@ $(POLICY_INSTALLED): policy/pyproject.toml policy/uv.lock | $(UV)
 
 # Everything `pulumi preview/up --policy-pack policy` needs (CI's deploy jobs run this).
 install: $(INSTALLED) $(POLICY_INSTALLED)
+
+# Where the uv that make uses lives, for PATH: Pulumi runs uv (CI: make -s uv-dir >> "$GITHUB_PATH").
+uv-dir:
+	@echo $(dir $(UV))
 
 test: lint typecheck unit
 

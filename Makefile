@@ -1,34 +1,56 @@
-# Two commands do everything on a fresh machine:
-#   make test   venv, install, ruff, mypy, pytest (no Pulumi CLI, no AWS needed)
-#   make up     venv, pre-flight checks, `pulumi up` on the upstream stack, then the downstream
+# Two commands do everything on a fresh machine that has Python 3.11+:
+#   make test   uv, .venv from uv.lock, ruff, mypy, pytest (no Pulumi CLI, no AWS needed)
+#   make up     the same .venv, pre-flight checks, `pulumi up` on the upstream stack, then the downstream
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
+# uv installs .venv (and policy/venv) exactly as uv.lock (policy/uv.lock) says. Its version is
+# pinned here and nowhere else. A uv on PATH at this version is used as it is; otherwise make
+# installs this version from PyPI into .tools/, so a fresh machine needs nothing but Python.
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv-$(UV_VERSION)
+ifeq ($(shell uv --version 2>/dev/null | cut -d' ' -f2),$(UV_VERSION))
+UV := $(shell command -v uv)
+else
+UV := $(CURDIR)/$(UV_HOME)/bin/uv
+endif
+# Pulumi runs uv itself (toolchain: uv in Pulumi.yaml and policy/PulumiPolicy.yaml): this one.
+export PATH := $(dir $(UV)):$(PATH)
+
 # State: Pulumi.yaml's `backend.url` (the folder .pulumi-state), for every pulumi command alike,
 # unless PULUMI_BACKEND_URL points elsewhere (S3, Pulumi Cloud). No default is exported here.
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify ci-roles clean
+.PHONY: test lint typecheck unit install up preview verify ci-roles clean uv-dir
 
 POLICY_INSTALLED := policy/venv/.installed
 
-$(INSTALLED): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# uv's wheel holds the whole program: pip only unpacks it, no venv needed.
+$(CURDIR)/$(UV_HOME)/bin/uv:
+	rm -rf $(UV_HOME)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --target $(UV_HOME) uv==$(UV_VERSION)
+
+# The project's dependencies and the dev group, from uv.lock. --locked: stop if pyproject.toml
+# and uv.lock disagree, rather than resolve anew.
+$(INSTALLED): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(VENV) $(UV) sync --locked --python $(PYTHON)
 	touch $@
 
 # The policy pack (policy/) runs in its own environment, as PulumiPolicy.yaml says.
-$(POLICY_INSTALLED): policy/requirements.txt
-	$(PYTHON) -m venv policy/venv
-	policy/venv/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+$(POLICY_INSTALLED): policy/pyproject.toml policy/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/policy/venv $(UV) sync --locked --python $(PYTHON) --directory policy
 	touch $@
 
 # Everything `pulumi preview/up --policy-pack policy` needs (CI's deploy jobs run this).
 install: $(INSTALLED) $(POLICY_INSTALLED)
+
+# Where the uv that make uses lives, for PATH: Pulumi runs uv (CI: make -s uv-dir >> "$GITHUB_PATH").
+uv-dir:
+	@echo $(dir $(UV))
 
 test: lint typecheck unit
 
@@ -57,9 +79,10 @@ verify: $(INSTALLED)
 ci-roles: $(INSTALLED)
 	$(BIN)/python -m scripts.ci_roles --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
 
-# Never the state (.pulumi-state): removing it would orphan everything deployed.
+# Tools, environments and caches only. Never the state (.pulumi-state): removing it would
+# orphan everything deployed.
 clean:
-	rm -rf $(VENV) policy/venv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) policy/venv .tools .mypy_cache .ruff_cache .pytest_cache
 
 # --- Fleets: one downstream stack per account of a template (README "Fleet") ---------------
 # TEMPLATE is the template stack; MEMBERS=<file> uses a members list from `make fleet-members`

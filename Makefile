@@ -25,7 +25,7 @@ export PATH := $(dir $(UV)):$(PATH)
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify ci-roles clean uv-dir
+.PHONY: test lint typecheck unit install up preview verify ci-roles clean uv-dir plan
 
 POLICY_INSTALLED := policy/venv/.installed
 
@@ -114,3 +114,8 @@ bench-fleet: $(INSTALLED)
 # CI: one PR comment from the batches' FLEET_SUMMARY files (SUMMARIES=<files>).
 fleet-comment: $(INSTALLED)
 	@$(BIN)/python -m scripts.fleet comment $(SUMMARIES)
+
+# What each stack file would create: every resource and policy, offline (no AWS, no Pulumi CLI).
+# STACKS="upstream downstream" limits it; JSON=1 prints JSON.
+plan: $(INSTALLED)
+	$(BIN)/python -m scripts.plan $(if $(JSON),--json) $(STACKS)

@@ -14,6 +14,7 @@ from components.config import (
     UPSTREAM_STACK,
     DownstreamConfig,
     RawConfig,
+    StackConfig,
     UpstreamConfig,
     allowed_account_id,
     parse,
@@ -113,20 +114,11 @@ async def account_id_of(raw: RawConfig) -> str:
 
 
 async def read_upstream(config: DownstreamConfig) -> UpstreamFacts:
-    if config.upstream_stack is None:
-        direct = config.upstream
-        assert direct is not None, "config parsing guarantees an upstream"
-        return UpstreamFacts(
-            account_id=direct.account_id,
-            region=direct.region,
-            repository_arn_pattern=contract.shared_repository_arn_pattern(
-                direct.region, direct.account_id, None
-            ),
-            downstream_account_ids=None,
-            organization_id=None,
-            repository_prefix=None,
-        )
+    direct = direct_upstream(config)
+    if direct is not None:
+        return direct
     stack = config.upstream_stack
+    assert stack is not None, "config parsing guarantees an upstream"
     reference = pulumi.StackReference(f"{COMPONENT_NAME}-upstream", stack_name=stack)
     try:
         outputs = await reference.outputs.future()
@@ -139,27 +131,45 @@ async def read_upstream(config: DownstreamConfig) -> UpstreamFacts:
     return UpstreamFacts.from_outputs(stack, outputs or {})
 
 
-async def stack_plan(raw: RawConfig, stack_name: str) -> StackPlan:
-    """Validate the config, read the upstream, and plan every resource, before declaring any."""
-    config = parse(raw, stack_name)
-    account_id = await account_id_of(raw)
+def plan_stack(config: StackConfig, account_id: str, upstream: UpstreamFacts | None) -> StackPlan:
+    """The stack's whole plan: every check, every resource and policy, before declaring any.
+    `upstream` is what the downstream reads from its upstream (unused for an upstream)."""
     if isinstance(config, UpstreamConfig):
         return plan_upstream(config, account_id, COMPONENT_NAME)
-    return plan_downstream(config, await read_upstream(config), account_id, COMPONENT_NAME)
+    assert upstream is not None, "a downstream is planned against its upstream"
+    return plan_downstream(config, upstream, account_id, COMPONENT_NAME)
+
+
+def direct_upstream(config: DownstreamConfig) -> UpstreamFacts | None:
+    """The upstream given by account and region in config, or None when it is a stack."""
+    direct = config.upstream
+    if direct is None:
+        return None
+    return UpstreamFacts(
+        account_id=direct.account_id,
+        region=direct.region,
+        repository_arn_pattern=contract.shared_repository_arn_pattern(
+            direct.region, direct.account_id, None
+        ),
+        downstream_account_ids=None,
+        organization_id=None,
+        repository_prefix=None,
+    )
 
 
 async def program(raw: RawConfig, stack_name: str) -> dict[str, Any]:
     config = parse(raw, stack_name)
     account_id = await account_id_of(raw)
     if isinstance(config, UpstreamConfig):
-        planned = plan_upstream(config, account_id, COMPONENT_NAME)
+        planned = plan_stack(config, account_id, None)
         UpstreamRegistryAccess(
             COMPONENT_NAME, upstream_args(config, account_id), _v1_alias("upstream")
         )
         return {name: planned.outputs[name] for name in contract.UPSTREAM_OUTPUTS}
     facts = await read_upstream(config)
-    # The pairing and every quota, checked naming the stack's config keys.
-    plan_downstream(config, facts, account_id, COMPONENT_NAME)
+    # The pairing and every quota, checked naming the stack's config keys; the component then
+    # declares exactly this plan.
+    plan_stack(config, account_id, facts)
     cache = PullThroughCache(
         COMPONENT_NAME, downstream_args(config, facts, account_id), _v1_alias("downstream")
     )

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from scripts.stack_files import stack_file, stack_file_config
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
 POLICY_PACK = "policy"
@@ -209,12 +211,10 @@ def check_credentials(sides: Sequence[Side], whoami: Whoami, command: str) -> di
 
 
 def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any] | None:
-    """The config block of Pulumi.<stack>.yaml, or None when the stack has no file yet."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
+    """The config of Pulumi.<stack>.yaml, keys fully qualified, or None without a stack file."""
+    if not stack_file(project_dir, stack).is_file():
         return None
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict(document.get("config") or {})
+    return stack_file_config(project_dir, stack)
 
 
 def allowed_accounts(stack: str, project_dir: Path = PROJECT_DIR) -> list[str] | None:

@@ -42,9 +42,9 @@ from scripts.fleet_members import (
     member_stack_pattern,
     members,
     parse_batch,
-    stack_file_config,
     to_json,
 )
+from scripts.stack_files import stack_file_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLICY_PACK = "policy"

@@ -15,11 +15,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from components.aws_names import UnknownRegionError, region
 from components.config_error import ConfigError
+from scripts.stack_files import qualify
 
 NAMESPACE = "ecr-ptc"
 ACCOUNTS = f"{NAMESPACE}:accounts"
@@ -72,29 +72,6 @@ def member_stack(template_stack: str, account_id: str) -> str:
 def member_stack_pattern(template_stack: str) -> re.Pattern[str]:
     """Stack names that belong to this template's fleet, whether still members or not."""
     return re.compile(rf"^{re.escape(template_stack)}-(\d{{12}})$")
-
-
-def qualify(key: str) -> str:
-    """A stack file's key as `pulumi config` shows it: bare keys belong to the project."""
-    return key if ":" in key else f"{NAMESPACE}:{key}"
-
-
-def stack_file_config(project_dir: Path, stack: str) -> dict[str, Any]:
-    """The `config:` of `Pulumi.<stack>.yaml`, keys fully qualified, values as YAML gives them."""
-    import yaml
-
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            "--template",
-            stack,
-            f"the name of a stack file in {project_dir} (Pulumi.{stack}.yaml does not exist)",
-        )
-    document = yaml.safe_load(path.read_text()) or {}
-    config = document.get("config") or {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path.name}: config", config, "a mapping of config keys to values")
-    return {qualify(str(k)): v for k, v in config.items()}
 
 
 def is_template(config: Mapping[str, Any]) -> bool:

@@ -4,17 +4,14 @@ declared, invoked and exported. No Pulumi CLI and no AWS involved."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import runpy
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
-import yaml
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.mocks import (
     MockCallArgs,
@@ -27,8 +24,10 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.config_error import ConfigError
+from scripts.stack_files import PROJECT_DIR, cli_config
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_DIR", "cli_config"]
+
 MAIN = PROJECT_DIR / "__main__.py"
 PROJECT = "ecr-ptc"
 CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
@@ -126,24 +125,6 @@ class ProgramFailed(Exception):
         self.run = run
 
 
-def cli_config(values: dict[str, Any]) -> dict[str, str]:
-    """What the Pulumi CLI hands the program: strings, JSON for lists, maps and booleans."""
-    return {
-        key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
-    }
-
-
-def project_defaults() -> dict[str, Any]:
-    """The defaults Pulumi.yaml declares, which the CLI applies to keys a stack leaves unset."""
-    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
-    defaults: dict[str, Any] = {}
-    for key, declaration in (project.get("config") or {}).items():
-        full = key if ":" in key else f"{PROJECT}:{key}"
-        if isinstance(declaration, dict) and "default" in declaration:
-            defaults[full] = declaration["default"]
-    return defaults
-
-
 class _Errors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -165,7 +146,7 @@ def run_program(
     "Program failed with an unhandled exception" and a traceback (exit 32). Raises
     ProgramFailed, caused by the program's own error, when the program fails."""
     pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_all_config(cli_config({**project_defaults(), **config}))
+    pulumi.runtime.set_all_config(cli_config(config))
     monitor = RecordingMonitor(mocks)
     errors = _Errors()
     logger = logging.getLogger(f"ecr-ptc-test-{id(errors)}")
@@ -238,12 +219,6 @@ def root_cause(error: BaseException, kind: type[BaseException]) -> BaseException
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def stack_file_config(stack: str) -> dict[str, Any]:
-    """The config block of a shipped Pulumi.<stack>.yaml."""
-    document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document["config"])
 
 
 def expect_refusal(

@@ -16,7 +16,7 @@ from components.config import (
     resolve_side,
 )
 from components.config_error import ConfigError
-from tests.pulumi_run import cli_config, project_defaults
+from tests.pulumi_run import cli_config
 
 UPSTREAM: dict[str, Any] = {
     "aws:region": "us-east-1",
@@ -31,7 +31,7 @@ DOWNSTREAM: dict[str, Any] = {
 
 def raw(values: dict[str, Any]) -> Any:
     """A RawConfig as the CLI would give it: Pulumi.yaml defaults under the stack's values."""
-    merged = cli_config({**project_defaults(), **values})
+    merged = cli_config(values)
     return merged
 
 

@@ -1,66 +1,154 @@
-"""The two stacks together: the upstream's real exports feed the downstream's StackReference,
-and the shipped stack files evaluate cleanly. Plus the project's config schema."""
+"""The two stacks together: the upstream's real exports feed the downstream's StackReference;
+the shipped stack files, whatever valid config they hold, plan and evaluate cleanly; the
+project's config schema."""
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+from pathlib import Path
 
 import yaml
 
 from components import contract
-from components.config import KEYS
+from components.config import KEYS, allowed_account_id, resolve_side
+from scripts.plan import plan_repository
+from scripts.stack_files import cli_config, stack_file_config, stack_names
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     PROJECT_DIR,
     UPSTREAM_ACCOUNT,
+    ProgramRun,
     RecordingMocks,
     run_program,
-    stack_file_config,
 )
 
 RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
+UPSTREAM_STACK = "organization/ecr-ptc/upstream"
 
 
-def deploy_shipped_stacks() -> tuple[dict[str, Any], dict[str, Any], RecordingMocks]:
-    upstream = run_program(
-        stack_file_config("upstream"), "upstream", RecordingMocks(UPSTREAM_ACCOUNT)
+def _deploy(project_dir: Path = PROJECT_DIR) -> dict[str, ProgramRun]:
+    """Run every stack file of `project_dir` under mocks, as `make up` would deploy them: each
+    with the account its aws:allowedAccountIds pins, the upstreams first, each downstream
+    reading the outputs of the upstream stack it names. Nothing here knows what the files say,
+    so a user's own accounts, regions and rules keep these tests green."""
+    runs: dict[str, ProgramRun] = {}
+    files = {name: stack_file_config(project_dir, name) for name in stack_names(project_dir)}
+    sides = {n: resolve_side(cli_config(v, project_dir), n) for n, v in files.items()}
+    for name in sorted(files, key=lambda n: sides[n] != "upstream"):
+        values = files[name]
+        account = allowed_account_id(cli_config(values, project_dir))
+        assert account is not None, f"Pulumi.{name}.yaml pins no account"
+        upstream = str(values.get("ecr-ptc:upstreamStack", ""))
+        outputs = {upstream: runs[upstream.rsplit("/", 1)[-1]].outputs} if upstream else {}
+        runs[name] = run_program(values, name, RecordingMocks(account, outputs))
+    return runs
+
+
+def test_shipped_stack_files_plan_cleanly() -> None:
+    results = plan_repository()
+    assert results, "no stack files"
+    assert [(r.stack, str(r.error)) for r in results if r.error is not None] == []
+    assert {r.plan.side for r in results if r.plan is not None} == {"upstream", "downstream"}
+
+
+def test_shipped_stacks_evaluate_connect_and_declare_their_plan() -> None:
+    runs = _deploy()
+    planned = {r.stack: r.plan for r in plan_repository()}
+    for name, run in runs.items():
+        plan = planned[name]
+        assert plan is not None
+        # What `make plan` prints is what `pulumi up` declares.
+        declared = sorted((r.typ, r.name) for r in run.mocks.resources if r.typ.startswith("aws:"))
+        assert declared == sorted((r.type, r.name) for r in plan.resources), name
+        outputs = (
+            contract.UPSTREAM_OUTPUTS if plan.side == "upstream" else contract.DOWNSTREAM_OUTPUTS
+        )
+        assert set(run.outputs) == set(outputs), name
+        if plan.side == "downstream":
+            config = stack_file_config(PROJECT_DIR, name)
+            upstream = runs[str(config["ecr-ptc:upstreamStack"]).rsplit("/", 1)[-1]].outputs
+            rules = run.mocks.of_type(RULE)
+            assert {r.inputs["upstreamRegistryUrl"] for r in rules} == {
+                upstream["upstreamRegistryUrl"]
+            }
+            regions = config.get("ecr-ptc:regions") or [config["aws:region"]]
+            assert {r.inputs["region"] for r in rules} == set(regions)
+            assert run.outputs["rules"] == plan.outputs["rules"]
+
+
+def _edited_copy(tmp_path: Path) -> Path:
+    """The shipped stack files as a new user edits them: other accounts, one more region, one
+    more rule."""
+    for name in ("Pulumi.yaml", "Pulumi.upstream.yaml", "Pulumi.downstream.yaml"):
+        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    up = yaml.safe_load((tmp_path / "Pulumi.upstream.yaml").read_text())
+    up["config"]["aws:allowedAccountIds"] = ["210987654321"]
+    up["config"]["ecr-ptc:downstreamAccountIds"] = ["123456789012"]
+    (tmp_path / "Pulumi.upstream.yaml").write_text(yaml.safe_dump(up))
+    down = yaml.safe_load((tmp_path / "Pulumi.downstream.yaml").read_text())
+    down["config"]["aws:allowedAccountIds"] = ["123456789012"]
+    down["config"]["ecr-ptc:regions"] = [*down["config"]["ecr-ptc:regions"], "ap-southeast-2"]
+    prefix = down["config"]["ecr-ptc:rules"][0]["upstreamRepositoryPrefix"]
+    down["config"]["ecr-ptc:rules"].append(
+        {"ecrRepositoryPrefix": "tools", "upstreamRepositoryPrefix": f"{prefix}/tools"}
     )
-    downstream_config = stack_file_config("downstream")
-    mocks = RecordingMocks(
-        DOWNSTREAM_ACCOUNT, {downstream_config["ecr-ptc:upstreamStack"]: upstream.outputs}
-    )
-    downstream = run_program(downstream_config, "downstream", mocks)
-    return upstream.outputs, downstream.outputs, mocks
+    (tmp_path / "Pulumi.downstream.yaml").write_text(yaml.safe_dump(down))
+    return tmp_path
 
 
-def test_shipped_stacks_evaluate_and_connect() -> None:
-    up, down, mocks = deploy_shipped_stacks()
-    assert set(up) == set(contract.UPSTREAM_OUTPUTS)
-    assert set(down) == set(contract.DOWNSTREAM_OUTPUTS)
-    rules = mocks.of_type(RULE)
-    assert {r.inputs["upstreamRegistryUrl"] for r in rules} == {up["upstreamRegistryUrl"]}
-    assert {r.inputs["region"] for r in rules} == {"eu-west-1", "eu-central-1"}
-    templates = mocks.of_type("aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate")
-    assert {(t.inputs["region"], t.inputs["prefix"]) for t in templates} == {
-        ("eu-west-1", "golden"),
-        ("eu-central-1", "golden"),
+def test_edited_stack_files_plan_and_deploy_with_the_new_values(tmp_path: Path) -> None:
+    project = _edited_copy(tmp_path)
+    results = {r.stack: r for r in plan_repository(project)}
+    assert all(r.error is None for r in results.values()), results
+    down = results["downstream"].plan
+    assert down is not None and down.account_id == "123456789012"
+    rules = down.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    assert ("ap-southeast-2", "tools") in {
+        (r.properties["region"], r.properties["ecr_repository_prefix"]) for r in rules
     }
-    # The README's example pull works with these files.
-    assert {
-        "ecrRepositoryPrefix": "golden",
-        "upstreamRepositoryPrefix": "golden",
-        "region": "eu-west-1",
-        "upstreamRegistryUrl": "111122223333.dkr.ecr.us-east-1.amazonaws.com",
-        "imageUriPrefix": "444455556666.dkr.ecr.eu-west-1.amazonaws.com/golden",
-    } in down["rules"]
+    assert all(
+        r.properties["upstream_registry_url"] == "210987654321.dkr.ecr.us-east-1.amazonaws.com"
+        for r in rules
+    )
+    runs = _deploy(project)
+    assert runs["downstream"].outputs["roleArn"].startswith("arn:aws:iam::123456789012:role/")
 
 
-def test_every_upstream_output_the_downstream_needs_is_exported() -> None:
-    up, _, _ = deploy_shipped_stacks()
+def test_readme_example_pull() -> None:
+    """The README's example: golden in eu-west-1 from the upstream's golden namespace."""
+    upstream = run_program(
+        {
+            "aws:region": "us-east-1",
+            "ecr-ptc:downstreamAccountIds": [DOWNSTREAM_ACCOUNT],
+            "ecr-ptc:repositoryPrefix": "golden",
+        },
+        "upstream",
+        RecordingMocks(UPSTREAM_ACCOUNT),
+    )
+    downstream = run_program(
+        {
+            "aws:region": "eu-west-1",
+            "ecr-ptc:upstreamStack": UPSTREAM_STACK,
+            "ecr-ptc:rules": [
+                {"ecrRepositoryPrefix": "golden", "upstreamRepositoryPrefix": "golden"}
+            ],
+        },
+        "downstream",
+        RecordingMocks(DOWNSTREAM_ACCOUNT, {UPSTREAM_STACK: upstream.outputs}),
+    )
+    assert downstream.outputs["rules"] == [
+        {
+            "ecrRepositoryPrefix": "golden",
+            "upstreamRepositoryPrefix": "golden",
+            "region": "eu-west-1",
+            "upstreamRegistryUrl": "111122223333.dkr.ecr.us-east-1.amazonaws.com",
+            "imageUriPrefix": "444455556666.dkr.ecr.eu-west-1.amazonaws.com/golden",
+        }
+    ]
+    facts = contract.UpstreamFacts.from_outputs(UPSTREAM_STACK, upstream.outputs)
+    assert facts.to_outputs() == upstream.outputs
     for name in contract.REQUIRED_UPSTREAM_OUTPUTS:
-        assert up[name] is not None, name
-    facts = contract.UpstreamFacts.from_outputs("organization/ecr-ptc/upstream", up)
-    assert facts.to_outputs() == up
+        assert upstream.outputs[name] is not None, name
 
 
 def test_pulumi_yaml_declares_every_key_the_program_reads() -> None:
@@ -87,8 +175,8 @@ def test_pulumi_yaml_declares_every_key_the_program_reads() -> None:
 def test_shipped_stack_values_match_the_declared_types() -> None:
     project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"]
     python_types = {"string": str, "boolean": bool, "array": list}
-    for stack in ("upstream", "downstream"):
-        for key, value in stack_file_config(stack).items():
+    for stack in stack_names(PROJECT_DIR):
+        for key, value in stack_file_config(PROJECT_DIR, stack).items():
             if key in project:
                 assert isinstance(value, python_types[project[key]["type"]]), (stack, key)
 

@@ -1,0 +1,275 @@
+"""`make plan`: what each stack file of the repository would create, with no AWS credentials and
+no Pulumi CLI.
+
+Every stack is planned by the program's own code (components/program.py `plan_stack`), from its
+stack file and Pulumi.yaml's defaults, with the account its `aws:allowedAccountIds` pins. The
+upstream stacks go first; each downstream is planned against the planned outputs of the upstream
+stack it names. A fleet template is planned as its members. A refused stack prints the same
+message `pulumi up` would, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from components.aws_names import SIZING_ACCOUNT_ID
+from components.config import (
+    ALLOWED_ACCOUNT_IDS_KEY,
+    ORGANIZATIONAL_UNIT_IDS,
+    UPSTREAM_STACK,
+    DownstreamConfig,
+    allowed_account_id,
+    is_fleet_template,
+    parse,
+    resolve_side,
+)
+from components.config_error import ConfigError
+from components.contract import UpstreamFacts
+from components.plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, StackPlan
+from components.program import direct_upstream, plan_stack
+from scripts.stack_files import PROJECT_DIR, cli_config, stack_file_config, stack_names
+
+
+@dataclass
+class StackResult:
+    stack: str
+    source: str  # the stack file it came from
+    plan: StackPlan | None = None
+    error: ConfigError | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _account(raw: Mapping[str, str]) -> str:
+    account = allowed_account_id(raw)
+    if account is None:
+        raise ConfigError(
+            ALLOWED_ACCOUNT_IDS_KEY,
+            None,
+            "the one account this stack deploys to, e.g. ['111122223333']: make plan works "
+            "offline and takes the account from it (the provider also refuses any other)",
+        )
+    return account
+
+
+def _upstream(
+    config: DownstreamConfig, upstream_outputs: Mapping[str, Mapping[str, Any]]
+) -> UpstreamFacts:
+    direct = direct_upstream(config)
+    if direct is not None:
+        return direct
+    stack = config.upstream_stack
+    assert stack is not None, "config parsing guarantees an upstream"
+    short = stack.rsplit("/", 1)[-1]
+    if short not in upstream_outputs:
+        raise ConfigError(
+            UPSTREAM_STACK.full,
+            stack,
+            f"an upstream stack whose file is in this repository (Pulumi.{short}.yaml) and "
+            "plans cleanly: make plan plans a downstream against the upstream's planned outputs",
+        )
+    return UpstreamFacts.from_outputs(stack, upstream_outputs[short])
+
+
+def _plan_one(
+    stack: str,
+    values: Mapping[str, Any],
+    project_dir: Path,
+    upstream_outputs: Mapping[str, Mapping[str, Any]],
+) -> StackPlan:
+    raw = cli_config(values, project_dir)
+    config = parse(raw, stack)
+    account = _account(raw)
+    if isinstance(config, DownstreamConfig):
+        return plan_stack(config, account, _upstream(config, upstream_outputs))
+    return plan_stack(config, account, None)
+
+
+MembersOf = Callable[[str, Mapping[str, Any]], list[Any]]
+
+
+def _fleet_members(template: str, values: Mapping[str, Any]) -> list[Any]:
+    from scripts.fleet_members import members
+
+    return members(template, values)
+
+
+def plan_repository(
+    project_dir: Path = PROJECT_DIR,
+    stacks: Sequence[str] | None = None,
+    members_of: MembersOf = _fleet_members,
+) -> list[StackResult]:
+    """Plan the stacks (default: every stack file), upstreams first."""
+    names = list(stacks) if stacks else stack_names(project_dir)
+    files = {name: stack_file_config(project_dir, name) for name in names}
+    sides: dict[str, str] = {}
+    results: list[StackResult] = []
+    for name in names:
+        try:
+            sides[name] = resolve_side(cli_config(files[name], project_dir), name)
+        except ConfigError as err:
+            results.append(StackResult(name, name, error=err))
+    upstream_outputs: dict[str, Mapping[str, Any]] = {}
+    for name in [n for n in names if sides.get(n) == "upstream"]:
+        result = StackResult(name, name)
+        try:
+            result.plan = _plan_one(name, files[name], project_dir, {})
+            upstream_outputs[name] = result.plan.outputs
+        except ConfigError as err:
+            result.error = err
+        results.append(result)
+    for name in [n for n in names if sides.get(n) == "downstream"]:
+        values = files[name]
+        if not is_fleet_template(cli_config(values, project_dir)):
+            result = StackResult(name, name)
+            try:
+                result.plan = _plan_one(name, values, project_dir, upstream_outputs)
+            except ConfigError as err:
+                result.error = err
+            results.append(result)
+            continue
+        results.extend(_plan_fleet(name, values, project_dir, upstream_outputs, members_of))
+    return results
+
+
+def _plan_fleet(
+    template: str,
+    values: Mapping[str, Any],
+    project_dir: Path,
+    upstream_outputs: Mapping[str, Mapping[str, Any]],
+    members_of: MembersOf,
+) -> list[StackResult]:
+    notes: list[str] = []
+    if values.get(ORGANIZATIONAL_UNIT_IDS.full):
+        # OU members are known only to Organizations; offline, plan one member as a sample.
+        without_ous = {k: v for k, v in values.items() if k != ORGANIZATIONAL_UNIT_IDS.full}
+        listed = members_of(template, without_ous) if _lists_accounts(values) else []
+        sample = members_of(template, {**without_ous, "ecr-ptc:accounts": [SIZING_ACCOUNT_ID]})
+        notes.append(
+            f"fleet template {template}: the accounts under {ORGANIZATIONAL_UNIT_IDS.full} are "
+            f"resolved by `make fleet-members` (Organizations API); {sample[0].stack} stands "
+            "for each of them here"
+        )
+        found = [*listed, *sample]
+    else:
+        found = members_of(template, values)
+    results = []
+    for member in found:
+        result = StackResult(member.stack, template, notes=list(notes))
+        try:
+            result.plan = _plan_one(member.stack, member.config, project_dir, upstream_outputs)
+        except ConfigError as err:
+            result.error = err
+        results.append(result)
+    return results
+
+
+def _lists_accounts(values: Mapping[str, Any]) -> bool:
+    return bool(values.get("ecr-ptc:accounts"))
+
+
+# --- printing ------------------------------------------------------------------------------------
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Ref):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
+    return value
+
+
+def resource_json(resource: PlannedResource, account: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for key, value in resource.properties.items():
+        if key in DOCUMENT_PROPERTIES and isinstance(value, str):
+            properties[key] = json.loads(value)
+        else:
+            properties[key] = _value(value)
+    return {
+        "type": resource.type,
+        "name": resource.name,
+        "account": account,
+        "region": resource.region or "global",
+        "dependsOn": list(resource.depends_on),
+        "properties": properties,
+    }
+
+
+def result_json(result: StackResult) -> dict[str, Any]:
+    if result.plan is None:
+        return {"stack": result.stack, "file": f"Pulumi.{result.source}.yaml",
+                "error": str(result.error)}  # fmt: skip
+    plan = result.plan
+    return {
+        "stack": result.stack,
+        "file": f"Pulumi.{result.source}.yaml",
+        "side": plan.side,
+        "account": plan.account_id,
+        "region": plan.region,
+        "notes": result.notes,
+        "resources": [resource_json(r, plan.account_id) for r in plan.resources],
+        "outputs": _value(dict(plan.outputs)),
+    }
+
+
+def print_text(results: Sequence[StackResult], out: TextIO) -> None:
+    for result in results:
+        data = result_json(result)
+        out.write(f"\n=== stack {result.stack} (Pulumi.{result.source}.yaml) ===\n")
+        if result.plan is None:
+            out.write(f"REFUSED: {result.error}\n")
+            continue
+        for note in result.notes:
+            out.write(f"note: {note}\n")
+        out.write(f"{data['side']} stack, account {data['account']}, region {data['region']}: ")
+        out.write(f"{len(data['resources'])} resources\n")
+        for r in data["resources"]:
+            out.write(f"  + {r['type']:<70} {r['name']}  ({r['account']}, {r['region']})\n")
+        for r in data["resources"]:
+            out.write(f"\n  {r['name']} ({r['type']})\n")
+            for key, value in r["properties"].items():
+                text = json.dumps(value, indent=2, sort_keys=True)
+                if "\n" in text:
+                    out.write(f"    {key}:\n")
+                    out.write("".join(f"      {line}\n" for line in text.splitlines()))
+                else:
+                    out.write(f"    {key}: {text}\n")
+            if r["dependsOn"]:
+                out.write(f"    (after {', '.join(r['dependsOn'])})\n")
+        out.write("\n  outputs:\n")
+        text = json.dumps(data["outputs"], indent=2, sort_keys=True)
+        out.write("".join(f"    {line}\n" for line in text.splitlines()))
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("stacks", nargs="*", help="stack names (default: every stack file)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        results = plan_repository(stacks=args.stacks)
+    except ConfigError as err:
+        print(f"make plan: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        out.write(json.dumps([result_json(r) for r in results], indent=2, sort_keys=True) + "\n")
+    else:
+        print_text(results, out)
+    failed = [r for r in results if r.error is not None]
+    for result in failed:
+        print(f"make plan: stack {result.stack}: {result.error}", file=sys.stderr)
+    summary = f"{len(results) - len(failed)} of {len(results)} stacks planned"
+    print(summary + ("" if not failed else f"; {len(failed)} refused"), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ export PATH := $(dir $(UV)):$(PATH)
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify ci-roles clean uv-dir plan
+.PHONY: test lint typecheck unit install up preview verify ci-roles clean lock uv-dir plan
 
 POLICY_INSTALLED := policy/venv/.installed
 
@@ -47,6 +47,11 @@ $(POLICY_INSTALLED): policy/pyproject.toml policy/uv.lock | $(UV)
 
 # Everything `pulumi preview/up --policy-pack policy` needs (CI's deploy jobs run this).
 install: $(INSTALLED) $(POLICY_INSTALLED)
+
+# After changing a dependency in pyproject.toml or policy/pyproject.toml: update the locks.
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
+	$(UV) lock --python $(PYTHON) --directory policy
 
 # Where the uv that make uses lives, for PATH: Pulumi runs uv (CI: make -s uv-dir >> "$GITHUB_PATH").
 uv-dir:

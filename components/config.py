@@ -409,15 +409,10 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 def config_error(
     err: ValidationError, model: type[BaseModel], name_of: Mapping[str, str], data: Any
 ) -> ConfigError:
-    """The first of pydantic's errors as a ConfigError naming the config key."""
-    error = _most_specific(err.errors(include_url=False))
-    loc = list(error["loc"])
-    # Unions report a branch name in loc (e.g. "str", "list[str]"); keep only the user's path.
-    loc = [p for p in loc if isinstance(p, int) or not _is_branch_label(p)]
+    """The most telling of pydantic's errors as a ConfigError naming the config key."""
+    error, loc = _most_specific(err.errors(include_url=False))
     head = name_of.get(str(loc[0]), str(loc[0])) if loc else ""
     key = _loc_text(head, loc[1:])
-    if error["type"] == "extra_forbidden" and not loc[1:]:
-        pass
     allowed = None
     if error["type"] == "extra_forbidden":
         at = _model_at(model, loc)
@@ -426,39 +421,41 @@ def config_error(
         at = _model_at(model, [*loc, "_"])
         allowed = _fields_of(at) if at is not None else None
     description = None
-    if loc and isinstance(loc[0], str):
+    if len(loc) == 1 and isinstance(loc[0], str):
         field = model.model_fields.get(loc[0])
-        description = field.description if field is not None and len(loc) == 1 else None
+        description = field.description if field is not None else None
     value = error.get("input")
     if error["type"] == "missing":
         value = None
-    if error["type"] == "too_short" or error["type"] == "too_long":
-        value = f"{len(value)} items" if isinstance(value, list) else value
+    if error["type"] in ("too_short", "too_long") and isinstance(value, list):
+        value = f"{len(value)} items"
     return ConfigError(key, value, _valid_text(error, allowed, description))
 
 
 def _is_branch_label(part: str) -> bool:
+    """Unions name the branch tried in the location (`str`, `list[str]`, `FleetAccountModel`)."""
     return (
         "[" in part
-        or part in ("str", "int", "bool", "list", "dict", "none", "literal['*']")
+        or part in ("str", "int", "bool", "list", "dict", "none")
         or part.startswith(("function-", "literal[", "nullable["))
         or (part[:1].isupper() and part.endswith("Model"))
     )
 
 
-def _most_specific(errors: list[Any]) -> Any:
-    """Among the errors of one failed value (unions report one per branch), the one with the
-    deepest location: a wrong field inside a mapping says more than "not a string"."""
-    first = errors[0]
-    root = first["loc"][:1]
-    same = [e for e in errors if e["loc"][:1] == root]
-    # A value of ours that fails says most; then a misspelled field (it also makes the field it
-    # meant "missing"); then the deepest location.
-    for kind in ("ecr_ptc_invalid", "extra_forbidden"):
-        pool = [e for e in same if e["type"] == kind]
-        if pool:
-            return max(pool, key=lambda e: len(e["loc"]))
-    return max(same, key=lambda e: len(e["loc"]))
+_PRIORITY = {"ecr_ptc_invalid": 0, "extra_forbidden": 1}
+
+
+def _most_specific(errors: list[Any]) -> tuple[Any, list[str | int]]:
+    """The error that says most about the first failing value: unions report one error per
+    branch, and the deepest location is the branch that matched the value's shape (a wrong field
+    of a mapping says more than "not a string"). Ties go to our own checks, then to a misspelled
+    field (which also makes the field it meant "missing")."""
+    cleaned = [
+        (e, [p for p in e["loc"] if isinstance(p, int) or not _is_branch_label(p)]) for e in errors
+    ]
+    root = cleaned[0][1][:1]
+    same = [(e, loc) for e, loc in cleaned if loc[:1] == root]
+    return min(same, key=lambda el: (-len(el[1]), _PRIORITY.get(el[0]["type"], 9)))
 
 
 # --- reading the flat config ---------------------------------------------------------------------
@@ -880,6 +877,49 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
         upstream=direct,
         repository_template=_repository_template(model.repository_template, tuple(regions)),
         consumer_role_names=tuple(sorted(model.consumer_role_names)),
+    )
+
+
+@dataclass(frozen=True)
+class FleetTemplate:
+    """What a fleet template says about its members."""
+
+    accounts: tuple[tuple[str, str | None], ...]  # listed account -> explicit role ARN or None
+    organizational_unit_ids: tuple[str, ...]
+    exclude_account_ids: tuple[str, ...]
+    account_role_name: str
+    partition: str
+
+
+def parse_fleet(config: RawConfig) -> FleetTemplate:
+    """A downstream stack file's fleet keys, validated with the rest of its config: a template
+    whose members could not deploy is refused before any member is listed."""
+    model: DownstreamModel = _validate(DownstreamModel, config, "downstream")
+    parse_downstream(config)
+    partition = region(model.region).partition
+    listed: list[tuple[str, str | None]] = []
+    for i, item in enumerate(model.accounts):
+        if isinstance(item, str):
+            listed.append((item, None))
+            continue
+        _, arn_partition, _, _, arn_account, _ = item.role_arn.split(":", 5)
+        if arn_account != item.account_id or arn_partition != partition:
+            raise ConfigError(
+                f"{ACCOUNTS.full}[{i}].roleArn",
+                item.role_arn,
+                f"a role of account {item.account_id} in partition {partition} (the template's "
+                f"{AWS_REGION_KEY}): the member's stack runs in that account",
+            )
+        listed.append((item.account_id, item.role_arn))
+    _no_duplicates(ACCOUNTS.full, [a for a, _ in listed])
+    _no_duplicates(ORGANIZATIONAL_UNIT_IDS.full, model.organizational_unit_ids)
+    _no_duplicates(EXCLUDE_ACCOUNT_IDS.full, model.exclude_account_ids)
+    return FleetTemplate(
+        accounts=tuple(listed),
+        organizational_unit_ids=tuple(model.organizational_unit_ids),
+        exclude_account_ids=tuple(model.exclude_account_ids),
+        account_role_name=model.account_role_name or DEFAULT_ACCOUNT_ROLE_NAME,
+        partition=partition,
     )
 
 

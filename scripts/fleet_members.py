@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.aws_names import UnknownRegionError, region
+from components.config import parse_fleet
 from components.config_error import ConfigError
-from scripts.stack_files import qualify
+from scripts.stack_files import cli_config, qualify
 
 NAMESPACE = "ecr-ptc"
 ACCOUNTS = f"{NAMESPACE}:accounts"
@@ -27,7 +27,6 @@ ORGANIZATIONAL_UNIT_IDS = f"{NAMESPACE}:organizationalUnitIds"
 EXCLUDE_ACCOUNT_IDS = f"{NAMESPACE}:excludeAccountIds"
 ACCOUNT_ROLE_NAME = f"{NAMESPACE}:accountRoleName"
 FLEET_KEYS = (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS, EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME)
-DEFAULT_ACCOUNT_ROLE_NAME = "OrganizationAccountAccessRole"
 
 # Provider settings the fleet writes into each member: a template must leave them to the fleet.
 ALLOWED_ACCOUNT_IDS = "aws:allowedAccountIds"
@@ -36,14 +35,6 @@ PROVIDER_KEYS_SET_BY_FLEET = (ALLOWED_ACCOUNT_IDS, ASSUME_ROLES, "aws:assumeRole
 AWS_REGION = "aws:region"
 SIDE = f"{NAMESPACE}:side"
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
-ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-ROLE_ARN = re.compile(
-    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account>\d{12}):role/"
-    r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
-)
-ACCOUNT_FIELDS = ("accountId", "roleArn")
 ACTIVE = "ACTIVE"
 
 
@@ -76,120 +67,6 @@ def member_stack_pattern(template_stack: str) -> re.Pattern[str]:
 
 def is_template(config: Mapping[str, Any]) -> bool:
     return any(config.get(key) not in (None, [], "") for key in (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS))
-
-
-# --- validation -------------------------------------------------------------------------------
-
-
-def _list(config: Mapping[str, Any], key: str, what: str) -> list[Any]:
-    value = config.get(key)
-    if value is None or value == "":
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(key, value, f"a YAML list of {what}")
-    return value
-
-
-def _account_id(key: str, value: object) -> str:
-    if not isinstance(value, str) or not ACCOUNT_ID.match(value):
-        raise ConfigError(key, value, "an AWS account ID: exactly 12 digits, quoted")
-    return value
-
-
-def _once(key: str, values: Sequence[str]) -> None:
-    seen: dict[str, int] = {}
-    for i, v in enumerate(values):
-        if v in seen:
-            raise ConfigError(f"{key}[{i}]", v, f"each value once; it repeats item {seen[v]}")
-        seen[v] = i
-
-
-def _partition(config: Mapping[str, Any]) -> str:
-    value = config.get(AWS_REGION)
-    try:
-        return region(value).partition  # type: ignore[arg-type]
-    except UnknownRegionError as err:
-        raise ConfigError(
-            AWS_REGION,
-            value,
-            f"the template's region, e.g. eu-west-1: it gives the partition of the accounts' role "
-            f"ARNs ({err})",
-        ) from None
-
-
-def _explicit_accounts(config: Mapping[str, Any], partition: str) -> dict[str, str | None]:
-    """Listed account ID -> its explicit role ARN (None: use accountRoleName)."""
-    items = _list(config, ACCOUNTS, "12-digit account IDs (quoted) or {accountId, roleArn}")
-    found: dict[str, str | None] = {}
-    ids: list[str] = []
-    for i, item in enumerate(items):
-        here = f"{ACCOUNTS}[{i}]"
-        if isinstance(item, dict):
-            unknown = sorted(set(item) - set(ACCOUNT_FIELDS))
-            if unknown:
-                raise ConfigError(
-                    f"{here}.{unknown[0]}", item[unknown[0]], f"one of {', '.join(ACCOUNT_FIELDS)}"
-                )
-            account = _account_id(f"{here}.accountId", item.get("accountId"))
-            role_arn = item.get("roleArn")
-            if role_arn is not None:
-                match = ROLE_ARN.match(role_arn) if isinstance(role_arn, str) else None
-                if match is None:
-                    raise ConfigError(
-                        f"{here}.roleArn",
-                        role_arn,
-                        f"an IAM role ARN, e.g. arn:{partition}:iam::{account}:role/deploy",
-                    )
-                if match["account"] != account or match["partition"] != partition:
-                    raise ConfigError(
-                        f"{here}.roleArn",
-                        role_arn,
-                        f"a role of account {account} in partition {partition} (the template's "
-                        f"{AWS_REGION}): the member's stack runs in that account",
-                    )
-            found[account] = role_arn
-        else:
-            account = _account_id(here, item)
-            found[account] = None
-        ids.append(account)
-    _once(ACCOUNTS, ids)
-    return found
-
-
-def _ou_ids(config: Mapping[str, Any]) -> list[str]:
-    ous = _list(config, ORGANIZATIONAL_UNIT_IDS, "OU IDs")
-    for i, ou in enumerate(ous):
-        if not isinstance(ou, str) or not OU_ID.match(ou):
-            raise ConfigError(
-                f"{ORGANIZATIONAL_UNIT_IDS}[{i}]",
-                ou,
-                "an organizational unit ID: 'ou-', 4 to 32 lower-case letters or digits, '-', "
-                "then 8 to 32 more (e.g. ou-ab12-11111111); the root r-… is not accepted",
-            )
-    _once(ORGANIZATIONAL_UNIT_IDS, ous)
-    return list(ous)
-
-
-def _excluded(config: Mapping[str, Any]) -> set[str]:
-    values = _list(config, EXCLUDE_ACCOUNT_IDS, "12-digit account IDs (quoted)")
-    for i, v in enumerate(values):
-        _account_id(f"{EXCLUDE_ACCOUNT_IDS}[{i}]", v)
-    _once(EXCLUDE_ACCOUNT_IDS, values)
-    return set(values)
-
-
-def _role_name(config: Mapping[str, Any]) -> str:
-    value = config.get(ACCOUNT_ROLE_NAME)
-    if value is None or value == "":
-        return DEFAULT_ACCOUNT_ROLE_NAME
-    if not isinstance(value, str) or not ROLE_NAME.match(value):
-        raise ConfigError(
-            ACCOUNT_ROLE_NAME,
-            value,
-            "an IAM role name (1 to 64 letters, digits or +=,.@_-), e.g. "
-            "OrganizationAccountAccessRole or AWSControlTowerExecution",
-        )
-    return value
 
 
 def check_template(template_stack: str, config: Mapping[str, Any]) -> None:
@@ -279,19 +156,19 @@ def members(
     check_template(template_stack, config)
     if not is_template(config):
         return []
-    partition = _partition(config)
-    listed = _explicit_accounts(config, partition)
-    ous = _ou_ids(config)
-    excluded = _excluded(config)
-    role_name = _role_name(config)
+    fleet = parse_fleet(cli_config(config))
     accounts: dict[str, str | None] = {}
-    if ous:
+    if fleet.organizational_unit_ids:
         client = organizations_client or default_organizations_client(config)
-        accounts.update(dict.fromkeys(accounts_under(client, ous)))
-    accounts.update(listed)  # an explicit {accountId, roleArn} wins over one found in an OU
+        accounts.update(dict.fromkeys(accounts_under(client, fleet.organizational_unit_ids)))
+    # An explicit {accountId, roleArn} wins over the same account found in an OU.
+    accounts.update(dict(fleet.accounts))
     result = []
-    for account_id in sorted(set(accounts) - excluded):
-        role_arn = accounts[account_id] or f"arn:{partition}:iam::{account_id}:role/{role_name}"
+    for account_id in sorted(set(accounts) - set(fleet.exclude_account_ids)):
+        role_arn = (
+            accounts[account_id]
+            or f"arn:{fleet.partition}:iam::{account_id}:role/{fleet.account_role_name}"
+        )
         result.append(
             Member(
                 stack=member_stack(template_stack, account_id),

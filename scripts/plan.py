@@ -249,15 +249,18 @@ def print_text(results: Sequence[StackResult], out: TextIO) -> None:
         out.write("".join(f"    {line}\n" for line in text.splitlines()))
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(
+    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("stacks", nargs="*", help="stack names (default: every stack file)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
     args = parser.parse_args(argv)
     try:
-        results = plan_repository(stacks=args.stacks)
-    except ConfigError as err:
-        print(f"make plan: {err}", file=sys.stderr)
+        results = plan_repository(args.project_dir, stacks=args.stacks)
+    except ConfigError as error:
+        print(f"make plan: {error}", file=err)
         return 1
     if args.json:
         out.write(json.dumps([result_json(r) for r in results], indent=2, sort_keys=True) + "\n")
@@ -265,9 +268,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         print_text(results, out)
     failed = [r for r in results if r.error is not None]
     for result in failed:
-        print(f"make plan: stack {result.stack}: {result.error}", file=sys.stderr)
+        print(f"make plan: stack {result.stack}: {result.error}", file=err)
     summary = f"{len(results) - len(failed)} of {len(results)} stacks planned"
-    print(summary + ("" if not failed else f"; {len(failed)} refused"), file=sys.stderr)
+    print(summary + ("" if not failed else f"; {len(failed)} refused"), file=err)
     return 1 if failed else 0
 
 

@@ -23,6 +23,7 @@ TEMPLATE: dict[str, Any] = {
     "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden", "upstreamRepositoryPrefix": "golden"}],
     "ecr-ptc:accounts": ["210000000002", "210000000001"],
 }
+NOT_A_TEMPLATE = {k: v for k, v in TEMPLATE.items() if k != "ecr-ptc:accounts"}
 OU_ROOT = "ou-ab12-11111111"
 OU_CHILD = "ou-ab12-22222222"
 OU_GRANDCHILD = "ou-ab12-33333333"
@@ -181,6 +182,7 @@ def test_make_fleet_members_prints_members_of_the_stack_file(tmp_path: Path) -> 
                     # a bare key belongs to the project, as in `pulumi config`
                     "accounts": ["210000000001"],
                     "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden"}],
+                    "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
                 }
             }
         )
@@ -194,12 +196,12 @@ def test_make_fleet_members_prints_members_of_the_stack_file(tmp_path: Path) -> 
 
 
 def test_a_stack_that_is_not_a_template_is_refused_by_the_fleet_commands(tmp_path: Path) -> None:
-    (tmp_path / "Pulumi.downstream.yaml").write_text("config:\n  aws:region: eu-west-1\n")
+    (tmp_path / "Pulumi.downstream.yaml").write_text(yaml.safe_dump({"config": NOT_A_TEMPLATE}))
     err = io.StringIO()
     code = fleet.main(["members", "--template", "downstream"], project_dir=tmp_path, err=err)
     assert code == 2
     assert "ecr-ptc:accounts" in err.getvalue() and "not a fleet template" in err.getvalue()
-    assert members("downstream", {"aws:region": "eu-west-1"}) == []
+    assert members("downstream", NOT_A_TEMPLATE) == []
 
 
 @pytest.mark.parametrize(
@@ -242,7 +244,7 @@ def test_a_stack_that_is_not_a_template_is_refused_by_the_fleet_commands(tmp_pat
             "ecr-ptc:accountRoleName",
             "IAM role name",
         ),
-        ({"aws:region": "mars-1"}, "aws:region", "the template's region"),
+        ({"aws:region": "mars-1"}, "aws:region", "AWS region name"),
         (
             {"aws:assumeRoles": [{"roleArn": "arn:aws:iam::1:role/x"}]},
             "aws:assumeRoles",

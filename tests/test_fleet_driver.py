@@ -33,6 +33,12 @@ from scripts.fleet import (
 from scripts.fleet_members import Member, members
 
 TEMPLATE = "downstream"
+# A template's own config: members run the ordinary downstream program, so it must be valid.
+TEMPLATE_BASE: dict[str, Any] = {
+    "aws:region": "eu-west-1",
+    "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
+    "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden"}],
+}
 
 
 def fleet_of(n: int) -> list[Member]:
@@ -201,7 +207,7 @@ def test_a_batch_runs_only_its_members_and_writes_its_summary(tmp_path: Path) ->
         yaml.safe_dump(
             {
                 "config": {
-                    "aws:region": "eu-west-1",
+                    **TEMPLATE_BASE,
                     "ecr-ptc:accounts": [f"2100000000{i:02d}" for i in range(5)],
                 }
             }
@@ -237,9 +243,7 @@ def test_a_batch_runs_only_its_members_and_writes_its_summary(tmp_path: Path) ->
 
 def test_bad_batch_is_refused_before_anything_runs(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.downstream.yaml").write_text(
-        yaml.safe_dump(
-            {"config": {"aws:region": "eu-west-1", "ecr-ptc:accounts": ["210000000000"]}}
-        )
+        yaml.safe_dump({"config": {**TEMPLATE_BASE, "ecr-ptc:accounts": ["210000000000"]}})
     )
     runner, err = FakeRunner(), io.StringIO()
     code = fleet.main(
@@ -375,9 +379,7 @@ def test_bench_prints_the_overhead_for_each_fleet_size(capsys: pytest.CaptureFix
 def test_without_the_pulumi_cli_or_a_passphrase_nothing_runs(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.yaml").write_text("name: ecr-ptc\nruntime: python\n")
     (tmp_path / "Pulumi.downstream.yaml").write_text(
-        yaml.safe_dump(
-            {"config": {"aws:region": "eu-west-1", "ecr-ptc:accounts": ["210000000000"]}}
-        )
+        yaml.safe_dump({"config": {**TEMPLATE_BASE, "ecr-ptc:accounts": ["210000000000"]}})
     )
     checked: list[str] = []
 

@@ -1,0 +1,152 @@
+"""`make plan`: every stack file's resources and policies, offline, from the program's own plan."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts import plan
+from scripts.stack_files import PROJECT_DIR
+from tests.pulumi_run import RecordingMocks, expect_refusal
+
+UPSTREAM: dict[str, Any] = {
+    "aws:region": "us-east-1",
+    "aws:allowedAccountIds": ["111122223333"],
+    "ecr-ptc:downstreamAccountIds": ["444455556666"],
+    "ecr-ptc:repositoryPrefix": "golden",
+}
+DOWNSTREAM: dict[str, Any] = {
+    "aws:region": "eu-west-1",
+    "aws:allowedAccountIds": ["444455556666"],
+    "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
+    "ecr-ptc:regions": ["eu-west-1", "eu-central-1"],
+    "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden", "upstreamRepositoryPrefix": "golden"}],
+}
+
+
+@pytest.fixture(autouse=True)
+def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make plan needs no credentials: any AWS client it tried to make would fail the test."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("make plan called AWS")
+
+    monkeypatch.setattr("boto3.client", refuse)
+    monkeypatch.setattr("boto3.Session", refuse)
+
+
+def project(tmp_path: Path, **stacks: dict[str, Any]) -> Path:
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    for name, config in stacks.items():
+        (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+    return tmp_path
+
+
+def run(project_dir: Path, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = plan.main([*args, "--project-dir", str(project_dir)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_plans_the_upstream_first_and_the_downstream_against_its_outputs(tmp_path: Path) -> None:
+    code, out, err = run(project(tmp_path, downstream=DOWNSTREAM, upstream=UPSTREAM))
+    assert code == 0, err
+    assert out.index("=== stack upstream") < out.index("=== stack downstream")
+    assert "2 of 2 stacks planned" in err
+    # Every resource with its type, name, account and region.
+    assert (
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule" in out
+        and "ecr-ptc-eu-central-1-golden  (444455556666, eu-central-1)" in out
+    )
+    assert "ecr-ptc-registry-policy  (111122223333, us-east-1)" in out
+    # Policies in full, pretty-printed, and the downstream reads the upstream's planned URL.
+    assert '"Sid": "ReadUpstream"' in out and '"Sid": "EcrPtcDownstreamAccountsRead"' in out
+    assert "111122223333.dkr.ecr.us-east-1.amazonaws.com" in out
+
+
+def test_json_output_holds_every_resource_and_document(tmp_path: Path) -> None:
+    code, out, _ = run(project(tmp_path, upstream=UPSTREAM, downstream=DOWNSTREAM), "--json")
+    assert code == 0
+    stacks = {s["stack"]: s for s in json.loads(out)}
+    down = stacks["downstream"]
+    assert down["account"] == "444455556666"
+    role_policy = next(r for r in down["resources"] if r["name"] == "ecr-ptc-role-policy")
+    assert role_policy["properties"]["role"] == "${ecr-ptc-role.id}"
+    assert {s["Sid"] for s in role_policy["properties"]["policy"]["Statement"]} == {
+        "FillCache",
+        "ReadUpstream",
+        "RegistryLogin",
+    }
+    rules = [r for r in down["resources"] if r["type"].endswith("PullThroughCacheRule")]
+    assert sorted(r["region"] for r in rules) == ["eu-central-1", "eu-west-1"]
+    assert all(r["dependsOn"] == ["ecr-ptc-role-policy"] for r in rules)
+
+
+def test_a_refused_stack_prints_the_message_pulumi_up_prints(tmp_path: Path) -> None:
+    bad = {**DOWNSTREAM, "ecr-ptc:rules": [{"ecrRepositoryPrefix": "Golden"}]}
+    code, out, err = run(project(tmp_path, upstream=UPSTREAM, downstream=bad))
+    assert code == 1
+    refusal = expect_refusal(
+        {k: v for k, v in bad.items() if k != "aws:allowedAccountIds"},
+        "downstream",
+        RecordingMocks("444455556666", {"organization/ecr-ptc/upstream": {}}),
+    )
+    assert f"stack downstream: {refusal}" in err
+    assert f"REFUSED: {refusal}" in out
+    assert "1 of 2 stacks planned; 1 refused" in err
+
+
+def test_a_downstream_not_granted_by_the_planned_upstream_is_refused(tmp_path: Path) -> None:
+    other = {**DOWNSTREAM, "aws:allowedAccountIds": ["777788889999"]}
+    code, _, err = run(project(tmp_path, upstream=UPSTREAM, downstream=other))
+    assert code == 1
+    assert "an upstream that grants this account (777788889999)" in err
+
+
+def test_the_account_comes_from_allowed_account_ids(tmp_path: Path) -> None:
+    unpinned = {k: v for k, v in UPSTREAM.items() if k != "aws:allowedAccountIds"}
+    code, _, err = run(project(tmp_path, upstream=unpinned))
+    assert code == 1
+    assert "config aws:allowedAccountIds: None is not valid" in err
+
+
+def test_only_the_stacks_asked_for(tmp_path: Path) -> None:
+    code, out, _ = run(project(tmp_path, upstream=UPSTREAM, downstream=DOWNSTREAM), "upstream")
+    assert code == 0
+    assert "=== stack upstream" in out and "=== stack downstream" not in out
+
+
+def test_a_fleet_template_is_planned_as_its_members(tmp_path: Path) -> None:
+    template = {k: v for k, v in DOWNSTREAM.items() if k != "aws:allowedAccountIds"} | {
+        "ecr-ptc:accounts": ["444455556666", "777788889999"]
+    }
+    upstream = UPSTREAM | {"ecr-ptc:downstreamAccountIds": ["444455556666", "777788889999"]}
+    code, out, err = run(project(tmp_path, upstream=upstream, downstream=template), "--json")
+    assert code == 0, err
+    stacks = {s["stack"]: s for s in json.loads(out)}
+    assert set(stacks) == {"upstream", "downstream-444455556666", "downstream-777788889999"}
+    assert stacks["downstream-777788889999"]["account"] == "777788889999"
+    assert stacks["downstream-777788889999"]["file"] == "Pulumi.downstream.yaml"
+
+
+def test_a_fleet_over_ous_is_planned_with_one_sample_member(tmp_path: Path) -> None:
+    template = {k: v for k, v in DOWNSTREAM.items() if k != "aws:allowedAccountIds"} | {
+        "ecr-ptc:organizationalUnitIds": ["ou-ab12-11111111"]
+    }
+    upstream = UPSTREAM | {"ecr-ptc:organizationId": "o-abcdefghij"}
+    code, out, err = run(project(tmp_path, upstream=upstream, downstream=template))
+    assert code == 0, err
+    assert "=== stack downstream-000000000000" in out
+    assert "make fleet-members" in out
+
+
+def test_the_shipped_stack_files_plan() -> None:
+    code, out, err = run(PROJECT_DIR)
+    assert code == 0, err
+    assert "REFUSED" not in out

@@ -91,6 +91,10 @@ class Registration:
     typ: str
     depends_on: frozenset[str]  # names of the resources it explicitly depends on
     delete_before_replace: bool
+    urn: str = ""
+    parent: str = ""  # the parent's URN
+    # Alias specs as (name, type, parent URN, no parent); "" where the spec leaves it unset.
+    aliases: tuple[tuple[str, str, str, bool], ...] = ()
 
 
 class RecordingMonitor(MockMonitor):
@@ -99,12 +103,19 @@ class RecordingMonitor(MockMonitor):
         self.registrations: dict[str, Registration] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         self.registrations[request.name] = Registration(
             request.type,
             frozenset(urn.rsplit("::", 1)[-1] for urn in request.dependencies),
             request.deleteBeforeReplace,
+            response.urn,
+            request.parent,
+            tuple(
+                (a.spec.name, a.spec.type, a.spec.parentUrn, a.spec.noParent)
+                for a in request.aliases
+            ),
         )
-        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        return response
 
 
 @dataclass

@@ -76,7 +76,7 @@ def test_aws_credentials_come_from_oidc_per_stack_with_least_permissions() -> No
         for job_name, job in workflow["jobs"].items():
             assert job["permissions"]["contents"] == "read"
             creds = steps_using(job, "aws-actions/configure-aws-credentials")
-            if job_name == "test":
+            if job_name in ("test", "plan"):
                 assert creds == [] and "id-token" not in job["permissions"]
                 continue
             [step] = creds
@@ -157,3 +157,16 @@ def test_downstream_preview_waits_for_the_first_upstream_deploy(tmp_path: Path) 
     # A backend or credentials error is not "not deployed yet": the job fails.
     status, outputs, summary = run_upstream_check(tmp_path / "broken", 2)
     assert status == 2 and outputs == "" and summary == ""
+
+
+def test_every_pull_request_gets_the_offline_plan_and_forks_skip_the_previews() -> None:
+    workflow = load("preview.yml")
+    plan = workflow["jobs"]["plan"]
+    assert plan["permissions"] == {"contents": "read"}, "the plan needs no AWS and no secrets"
+    assert "needs" not in plan and "if" not in plan
+    runs = " ".join(step.get("run", "") for step in plan["steps"])
+    assert "scripts.plan" in runs and "GITHUB_STEP_SUMMARY" in runs
+    assert "pipefail" in runs, "a refused stack must fail the job, not only tee's exit status"
+    for name in ("preview-upstream",):
+        condition = workflow["jobs"][name]["if"]
+        assert "head.repo.full_name == github.repository" in condition

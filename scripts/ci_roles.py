@@ -522,7 +522,11 @@ def ci_roles(
     return roles
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    project_dir: Path = PROJECT_DIR,
+) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repository", help="owner/repo (default: $GITHUB_REPOSITORY)")
     parser.add_argument("--upstream-stack", default="upstream")
@@ -542,7 +546,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 "which GitHub repository assumes the roles? Set GITHUB_REPOSITORY=owner/repo "
                 "(or pass --repository owner/repo)"
             )
-        roles = ci_roles(repository, args.upstream_stack, args.downstream_stack, env)
+        roles = ci_roles(repository, args.upstream_stack, args.downstream_stack, env, project_dir)
     except CiRolesError as err:
         print(f"make ci-roles: {err}", file=sys.stderr)
         return 2

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import runpy
+import shutil
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -251,3 +253,15 @@ def expect_refusal(
         assert registered == [], f"registered before the refusal: {registered}"
         return error
     raise AssertionError("the program was not refused")
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def fixture_project(directory: Path) -> Path:
+    """A project in `directory`: the real Pulumi.yaml and the fixture stack files (the example
+    upstream 111122223333 and downstream 444455556666), whatever the shipped stack files say."""
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", directory / "Pulumi.yaml")
+    for stack_file in FIXTURES.glob("Pulumi.*.yaml"):
+        shutil.copy(stack_file, directory / stack_file.name)
+    return directory

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +26,27 @@ from tests.iam_check import (
     iam_problems,
     resource_formats,
 )
-from tests.pulumi_run import PROJECT_DIR
+from tests.pulumi_run import fixture_project
 
 REPOSITORY = "acme/ecr-ptc"
 S3 = {"PULUMI_BACKEND_URL": "s3://acme-pulumi-state/ecr-ptc"}
 ACCOUNTS = {"upstream": "111122223333", "downstream": "444455556666"}
 
 
+# The example stacks, whatever the shipped stack files say.
+EXAMPLE = fixture_project(Path(tempfile.mkdtemp(prefix="ecr-ptc-ci-roles-")))
+
+
 def project(tmp_path: Path, downstream_extra: str = "") -> Path:
-    """The shipped Pulumi.yaml and stack files, the downstream's with `downstream_extra` added."""
-    for name in ("Pulumi.yaml", "Pulumi.upstream.yaml", "Pulumi.downstream.yaml"):
-        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    """The example project, the downstream's stack file with `downstream_extra` added."""
+    fixture_project(tmp_path)
     if downstream_extra:
         with (tmp_path / "Pulumi.downstream.yaml").open("a") as f:
             f.write(downstream_extra)
     return tmp_path
 
 
-def roles(env: dict[str, str] | None = None, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+def roles(env: dict[str, str] | None = None, project_dir: Path = EXAMPLE) -> dict[str, Any]:
     return ci_roles(REPOSITORY, "upstream", "downstream", env or {}, project_dir)
 
 
@@ -208,9 +211,9 @@ def test_state_access_only_with_an_s3_backend() -> None:
 
 def test_same_inputs_same_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = {"GITHUB_REPOSITORY": REPOSITORY, **S3}
-    assert main([], env=env) == 0
+    assert main([], env=env, project_dir=EXAMPLE) == 0
     first = capsys.readouterr().out
-    assert main([], env=env) == 0
+    assert main([], env=env, project_dir=EXAMPLE) == 0
     assert capsys.readouterr().out == first
     assert set(json.loads(first)) == set(ROLES)
     # The order of the regions in the stack file does not change the text.
@@ -227,7 +230,10 @@ def test_same_inputs_same_text(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_a_single_document_for_the_aws_cli(capsys: pytest.CaptureFixture[str]) -> None:
     env = {"GITHUB_REPOSITORY": REPOSITORY}
-    assert main(["--role", "upstream-deploy", "--document", "trust"], env=env) == 0
+    assert (
+        main(["--role", "upstream-deploy", "--document", "trust"], env=env, project_dir=EXAMPLE)
+        == 0
+    )
     document = json.loads(capsys.readouterr().out)
     assert document["Statement"][0]["Action"] == "sts:AssumeRoleWithWebIdentity"
 

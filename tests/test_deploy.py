@@ -4,6 +4,7 @@ user ran, leave nothing behind when they fail, then upstream before downstream."
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -31,6 +32,7 @@ from scripts.deploy import (
     state_backend,
     upstream_deployed,
 )
+from scripts.stack_files import stack_names
 from tests.pulumi_run import PROJECT_DIR
 
 SIDES = [Side("upstream", "upstream", "up-profile"), Side("downstream", "downstream", None)]
@@ -258,8 +260,11 @@ def test_a_failed_preflight_leaves_no_state_folder(tmp_path: Path) -> None:
 
 
 def test_shipped_stacks_are_pinned_to_their_accounts() -> None:
-    assert allowed_accounts("upstream") == ["111122223333"]
-    assert allowed_accounts("downstream") == ["444455556666"]
+    # Whatever accounts a user puts there: each stack file pins exactly one.
+    for stack in stack_names(PROJECT_DIR):
+        pinned = allowed_accounts(stack)
+        assert pinned is not None and len(pinned) == 1, stack
+        assert re.fullmatch("[0-9]{12}", pinned[0]), stack
 
 
 def test_credentials_of_another_account_are_refused_before_any_change(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from components import contract
+from components.aws_names import known_regions, region, registry_host
 from components.config import KEYS, allowed_account_id, resolve_side
 from scripts.plan import plan_repository
 from scripts.stack_files import cli_config, stack_file_config, stack_names
@@ -86,11 +87,18 @@ def _edited_copy(tmp_path: Path) -> Path:
     up["config"]["ecr-ptc:downstreamAccountIds"] = ["123456789012"]
     (tmp_path / "Pulumi.upstream.yaml").write_text(yaml.safe_dump(up))
     down = yaml.safe_load((tmp_path / "Pulumi.downstream.yaml").read_text())
-    down["config"]["aws:allowedAccountIds"] = ["123456789012"]
-    down["config"]["ecr-ptc:regions"] = [*down["config"]["ecr-ptc:regions"], "ap-southeast-2"]
-    prefix = down["config"]["ecr-ptc:rules"][0]["upstreamRepositoryPrefix"]
-    down["config"]["ecr-ptc:rules"].append(
-        {"ecrRepositoryPrefix": "tools", "upstreamRepositoryPrefix": f"{prefix}/tools"}
+    config = down["config"]
+    config["aws:allowedAccountIds"] = ["123456789012"]
+    regions = config.get("ecr-ptc:regions") or [config["aws:region"]]
+    partition = known_regions()[config["aws:region"]]
+    extra = next(
+        r for r, p in sorted(known_regions().items()) if p == partition and r not in regions
+    )
+    config["ecr-ptc:regions"] = [*regions, extra]
+    shared = up["config"].get("ecr-ptc:repositoryPrefix")
+    config["ecr-ptc:rules"].append(
+        {"ecrRepositoryPrefix": "extra-cache-test"}
+        | ({"upstreamRepositoryPrefix": shared} if shared else {})
     )
     (tmp_path / "Pulumi.downstream.yaml").write_text(yaml.safe_dump(down))
     return tmp_path
@@ -102,14 +110,15 @@ def test_edited_stack_files_plan_and_deploy_with_the_new_values(tmp_path: Path) 
     assert all(r.error is None for r in results.values()), results
     down = results["downstream"].plan
     assert down is not None and down.account_id == "123456789012"
+    config = stack_file_config(project, "downstream")
     rules = down.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
-    assert ("ap-southeast-2", "tools") in {
+    assert (config["ecr-ptc:regions"][-1], "extra-cache-test") in {
         (r.properties["region"], r.properties["ecr_repository_prefix"]) for r in rules
     }
-    assert all(
-        r.properties["upstream_registry_url"] == "210987654321.dkr.ecr.us-east-1.amazonaws.com"
-        for r in rules
-    )
+    upstream_region = region(stack_file_config(project, "upstream")["aws:region"])
+    assert {r.properties["upstream_registry_url"] for r in rules} == {
+        registry_host("210987654321", upstream_region)
+    }
     runs = _deploy(project)
     assert runs["downstream"].outputs["roleArn"].startswith("arn:aws:iam::123456789012:role/")
 

@@ -1,8 +1,6 @@
 """PullThroughCache: one downstream account's cache. The role ECR assumes to fill it, one rule
 per prefix and region, the creation templates and their role, and the consumer policy."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, TypedDict
 
 import pulumi

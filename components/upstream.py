@@ -1,7 +1,5 @@
 """UpstreamRegistryAccess: the upstream account's grant to the downstream accounts."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, TypedDict
 
 import pulumi

@@ -73,3 +73,17 @@ def as_argument_error(err: ConfigError, component: str, keys: Mapping[str, str])
             key = argument + key[len(config_key) :]
             break
     return ConfigError(f"{component} argument {key}", err.value, err.valid)
+
+
+def aws_invoke_options(opts: pulumi.ResourceOptions | None) -> pulumi.InvokeOptions:
+    """Invoke options that reach AWS through the provider the component's resources will use:
+    `provider=`, else the "aws" entry of `providers=` (how the package's host passes a caller's
+    providers, and a common way in Python), else the parent's (inherited), else the default."""
+    if opts is None:
+        return pulumi.InvokeOptions()
+    provider, providers = opts.provider, opts.providers
+    if provider is None and isinstance(providers, Mapping):
+        provider = providers.get("aws")
+    elif provider is None and isinstance(providers, list):
+        provider = next((p for p in providers if p.package == "aws"), None)
+    return pulumi.InvokeOptions(parent=opts.parent, provider=provider)

@@ -65,6 +65,15 @@ def flat_config(values: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+class ArgumentError(ConfigError):
+    """A refused component argument: a ConfigError (key, value, valid; a RunError, so one clean
+    message), worded for the argument rather than for stack config."""
+
+    def __init__(self, key: str, value: object, valid: str) -> None:
+        super().__init__(key, value, valid)
+        self.args = (f"{key}: {value!r} is not valid: {valid}",)
+
+
 def as_argument_error(err: ConfigError, component: str, keys: Mapping[str, str]) -> ConfigError:
     """The same refusal, naming the component's argument instead of the config key."""
     key = err.key
@@ -72,7 +81,7 @@ def as_argument_error(err: ConfigError, component: str, keys: Mapping[str, str])
         if key == config_key or key.startswith((f"{config_key}.", f"{config_key}[")):
             key = argument + key[len(config_key) :]
             break
-    return ConfigError(f"{component} argument {key}", err.value, err.valid)
+    return ArgumentError(f"{component} argument {key}", err.value, err.valid)
 
 
 def aws_invoke_options(opts: pulumi.ResourceOptions | None) -> pulumi.InvokeOptions:

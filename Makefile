@@ -124,3 +124,17 @@ fleet-comment: $(INSTALLED)
 # STACKS="upstream downstream" limits it; JSON=1 prints JSON.
 plan: $(INSTALLED)
 	$(BIN)/python -m scripts.plan $(if $(JSON),--json) $(STACKS)
+
+# --- The component package (provider/, README "Use it from your own program") -----------------
+.PHONY: schema provider-lock
+
+# After a deliberate change of the components' arguments or outputs: regenerate the package's
+# schema (tests/test_package.py fails until provider/schema.json matches the components).
+schema: $(INSTALLED)
+	$(BIN)/python -m provider.package > provider/schema.json.tmp
+	mv provider/schema.json.tmp provider/schema.json
+
+# After a dependency pin changes in pyproject.toml (provider/pyproject.toml must pin the same):
+# update provider/uv.lock, the environment Pulumi installs for the package.
+provider-lock: | $(UV)
+	$(UV) lock --directory provider

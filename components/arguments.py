@@ -65,6 +65,15 @@ def flat_config(values: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+class ArgumentError(ConfigError):
+    """A refused component argument: a ConfigError (key, value, valid; a RunError, so one clean
+    message), worded for the argument rather than for stack config."""
+
+    def __init__(self, key: str, value: object, valid: str) -> None:
+        super().__init__(key, value, valid)
+        self.args = (f"{key}: {value!r} is not valid: {valid}",)
+
+
 def as_argument_error(err: ConfigError, component: str, keys: Mapping[str, str]) -> ConfigError:
     """The same refusal, naming the component's argument instead of the config key."""
     key = err.key
@@ -72,4 +81,18 @@ def as_argument_error(err: ConfigError, component: str, keys: Mapping[str, str])
         if key == config_key or key.startswith((f"{config_key}.", f"{config_key}[")):
             key = argument + key[len(config_key) :]
             break
-    return ConfigError(f"{component} argument {key}", err.value, err.valid)
+    return ArgumentError(f"{component} argument {key}", err.value, err.valid)
+
+
+def aws_invoke_options(opts: pulumi.ResourceOptions | None) -> pulumi.InvokeOptions:
+    """Invoke options that reach AWS through the provider the component's resources will use:
+    `provider=`, else the "aws" entry of `providers=` (how the package's host passes a caller's
+    providers, and a common way in Python), else the parent's (inherited), else the default."""
+    if opts is None:
+        return pulumi.InvokeOptions()
+    provider, providers = opts.provider, opts.providers
+    if provider is None and isinstance(providers, Mapping):
+        provider = providers.get("aws")
+    elif provider is None and isinstance(providers, list):
+        provider = next((p for p in providers if p.package == "aws"), None)
+    return pulumi.InvokeOptions(parent=opts.parent, provider=provider)

@@ -1,8 +1,6 @@
 """PullThroughCache: one downstream account's cache. The role ECR assumes to fill it, one rule
 per prefix and region, the creation templates and their role, and the consumer policy."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -11,7 +9,13 @@ from pydantic import ValidationError
 
 from components import config as keys
 from components import contract
-from components.arguments import as_argument_error, camel_keys, flat_config, known
+from components.arguments import (
+    as_argument_error,
+    aws_invoke_options,
+    camel_keys,
+    flat_config,
+    known,
+)
 from components.aws_names import region
 from components.config import (
     DownstreamConfig,
@@ -217,5 +221,4 @@ class PullThroughCache(pulumi.ComponentResource):
 
 def _caller_account(opts: pulumi.ResourceOptions | None) -> str:
     """The account of the credentials the component's AWS provider uses."""
-    invoke = pulumi.InvokeOptions(provider=opts.provider if opts else None)
-    return aws.get_caller_identity(opts=invoke).account_id
+    return aws.get_caller_identity(opts=aws_invoke_options(opts)).account_id

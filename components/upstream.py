@@ -1,14 +1,18 @@
 """UpstreamRegistryAccess: the upstream account's grant to the downstream accounts."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 from components import config as keys
-from components.arguments import as_argument_error, flat_config, known, to_camel
+from components.arguments import (
+    as_argument_error,
+    aws_invoke_options,
+    flat_config,
+    known,
+    to_camel,
+)
 from components.config import UpstreamConfig, parse_upstream, valid_account_id
 from components.config_error import ConfigError
 from components.declare import declare
@@ -114,5 +118,4 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
 
 def _caller_account(opts: pulumi.ResourceOptions | None) -> str:
     """The account of the credentials the component's AWS provider uses."""
-    invoke = pulumi.InvokeOptions(provider=opts.provider if opts else None)
-    return aws.get_caller_identity(opts=invoke).account_id
+    return aws.get_caller_identity(opts=aws_invoke_options(opts)).account_id

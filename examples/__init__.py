@@ -1,0 +1,1 @@
+"""Example programs using ecr-ptc; see README.md "Use it from your own program"."""

@@ -52,6 +52,7 @@ install: $(INSTALLED) $(POLICY_INSTALLED)
 lock: | $(UV)
 	$(UV) lock --python $(PYTHON)
 	$(UV) lock --python $(PYTHON) --directory policy
+	$(UV) lock --python $(PYTHON) --directory provider
 
 # Where the uv that make uses lives, for PATH: Pulumi runs uv (CI: make -s uv-dir >> "$GITHUB_PATH").
 uv-dir:
@@ -126,7 +127,7 @@ plan: $(INSTALLED)
 	$(BIN)/python -m scripts.plan $(if $(JSON),--json) $(STACKS)
 
 # --- The component package (provider/, README "Use it from your own program") -----------------
-.PHONY: schema provider-lock
+.PHONY: schema
 
 # After a deliberate change of the components' arguments or outputs: regenerate the package's
 # schema (tests/test_package.py fails until provider/schema.json matches the components).
@@ -134,7 +135,3 @@ schema: $(INSTALLED)
 	$(BIN)/python -m provider.package > provider/schema.json.tmp
 	mv provider/schema.json.tmp provider/schema.json
 
-# After a dependency pin changes in pyproject.toml (provider/pyproject.toml must pin the same):
-# update provider/uv.lock, the environment Pulumi installs for the package.
-provider-lock: | $(UV)
-	$(UV) lock --directory provider

@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 from components.config_error import ConfigError
 from scripts import fleet
 from scripts.fleet_members import Member, batch, batch_count, members, parse_batch, to_json
+from tests.pulumi_run import RecordingMocks, expect_refusal, run_program
 
 TEMPLATE: dict[str, Any] = {
     "aws:region": "eu-west-1",
@@ -291,3 +292,31 @@ def test_batch_count_respects_the_matrix_limit_and_batch_syntax() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_batch(bad)
         assert caught.value.key == "BATCH" and caught.value.value == bad
+
+
+def test_the_template_itself_is_never_deployed() -> None:
+    error = expect_refusal(
+        TEMPLATE,
+        "downstream",
+        RecordingMocks("210000000001", {TEMPLATE["ecr-ptc:upstreamStack"]: {}}),
+    )
+    assert "fleet template" in str(error)
+    assert "make fleet-preview" in str(error) and "make fleet-up" in str(error)
+    assert "downstream-<accountId>" in str(error)
+
+
+def test_a_member_runs_the_ordinary_downstream_program() -> None:
+    upstream = {
+        "upstreamAccountId": "111122223333",
+        "upstreamRegion": "us-east-1",
+        "upstreamRegistryUrl": "111122223333.dkr.ecr.us-east-1.amazonaws.com",
+        "repositoryArnPattern": "arn:aws:ecr:us-east-1:111122223333:repository/golden/*",
+        "downstreamAccountIds": [],
+        "organizationId": "o-abcdefghij",
+    }
+    for member in members("downstream", TEMPLATE):
+        mocks = RecordingMocks(member.account_id, {TEMPLATE["ecr-ptc:upstreamStack"]: upstream})
+        run = run_program(dict(member.config), member.stack, mocks)
+        assert run.outputs["roleArn"].startswith(f"arn:aws:iam::{member.account_id}:role/")
+        # The account came from the member's aws:allowedAccountIds: no caller-identity invoke.
+        assert mocks.calls == []

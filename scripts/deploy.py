@@ -294,6 +294,25 @@ def deploy(
 DEPLOYED, NOT_DEPLOYED, UNKNOWN = 0, 1, 2
 
 
+def stack_outputs(
+    pulumi: str,
+    stack: str,
+    env: Mapping[str, str],
+    run: Runner = subprocess.run,
+    output: str | None = None,
+    project_dir: Path = PROJECT_DIR,
+) -> subprocess.CompletedProcess[str]:
+    """`pulumi stack output --json` of `stack` (one `output`, or all), from the project's state."""
+    return run(
+        [pulumi, "stack", "output", *([output] if output else []), "--json", "--stack", stack],
+        cwd=project_dir,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def upstream_deployed(
     downstream_stack: str,
     env: Mapping[str, str],
@@ -310,14 +329,7 @@ def upstream_deployed(
     pulumi = which("pulumi")
     if pulumi is None:
         return UNKNOWN, f"the Pulumi CLI is not on PATH ({INSTALL_URL})"
-    result = run(
-        [pulumi, "stack", "output", "--json", "--stack", str(upstream)],
-        cwd=project_dir,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = stack_outputs(pulumi, str(upstream), env, run, project_dir=project_dir)
     if result.returncode != 0:
         message = (result.stderr or result.stdout or "").strip()
         if "no stack named" in message:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.contract import RULES_OUTPUT
-from scripts.deploy import PROJECT_DIR, PreflightError, check_backend, check_cli
+from scripts.deploy import PreflightError, check_backend, check_cli, stack_outputs
 
 EcrClientFor = Callable[[str], Any]  # region -> boto3 ECR client
 
@@ -47,14 +47,7 @@ class RuleCheck:
 def read_rules(
     stack: str, pulumi: str, env: Mapping[str, str], run: Callable[..., Any] = subprocess.run
 ) -> list[dict[str, str]]:
-    result = run(
-        [pulumi, "stack", "output", RULES_OUTPUT, "--json", "--stack", stack],
-        cwd=PROJECT_DIR,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = stack_outputs(pulumi, stack, env, run, RULES_OUTPUT)
     if result.returncode != 0:
         raise PreflightError(
             f"could not read output {RULES_OUTPUT!r} of stack {stack!r}: "

@@ -8,6 +8,7 @@ import logging
 import runpy
 import shutil
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,12 +155,29 @@ def run_program(
     preview: bool = False,
 ) -> ProgramRun:
     """Run __main__.py for `stack` with `config` (stack values; Pulumi.yaml defaults fill the
-    rest, as the CLI does) the way Pulumi's Python language host runs it, and report a failure
-    the way it does: a pulumi.RunError as its message alone (exit 1), anything else as
+    rest, as the CLI does) the way Pulumi's Python language host runs it. Raises ProgramFailed,
+    caused by the program's own error, when the program fails."""
+
+    def main() -> None:
+        runpy.run_path(str(MAIN), run_name="__main__")
+
+    return run_like_language_host(main, mocks, PROJECT, stack, cli_config(config), preview)
+
+
+def run_like_language_host(
+    main: Callable[[], None],
+    mocks: RecordingMocks,
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    preview: bool = False,
+) -> ProgramRun:
+    """Run `main` as a program's body the way Pulumi's Python language host does, and report a
+    failure the way it does: a pulumi.RunError as its message alone (exit 1), anything else as
     "Program failed with an unhandled exception" and a traceback (exit 32). Raises
     ProgramFailed, caused by the program's own error, when the program fails."""
     pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_all_config(cli_config(config))
+    pulumi.runtime.set_all_config(config)
     monitor = RecordingMonitor(mocks)
     errors = _Errors()
     logger = logging.getLogger(f"ecr-ptc-test-{id(errors)}")
@@ -173,7 +191,7 @@ def run_program(
             monitor=monitor,
             monitor_features=set(features),
             engine=MockEngine(logger),
-            project=PROJECT,
+            project=project,
             stack=stack,
             dry_run=preview,
             organization="organization",
@@ -184,18 +202,17 @@ def run_program(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     _quiet_expected_failures(loop)
-
     stacks: list[pulumi.Resource] = []
 
-    def main() -> None:
+    def body() -> None:
         root = pulumi.runtime.settings.get_root_resource()
         assert root is not None
         stacks.append(root)
-        runpy.run_path(str(MAIN), run_name="__main__")
+        main()
 
     failure: BaseException | None = None
     try:
-        loop.run_until_complete(run_in_stack(main))
+        loop.run_until_complete(run_in_stack(body))
     except pulumi.RunError as err:  # the language host's own two cases, in its order
         pulumi.log.error(str(err))
         run.exit_code, failure = 1, err

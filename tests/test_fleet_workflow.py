@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 
 from scripts import fleet
 from scripts.fleet_members import Member, batch, from_json, parse_batch, to_json
-from tests.test_workflows import WORKFLOWS, load, steps_using
+from tests.test_workflows import WORKFLOWS, actionlint, load, steps_using
 
 WORKFLOW = "fleet.yml"
 
@@ -126,18 +124,9 @@ def test_pull_requests_only_preview_with_the_preview_role() -> None:
 
 
 def test_actionlint_accepts_the_fleet_workflow_and_catches_a_broken_one(tmp_path: Path) -> None:
-    actionlint = shutil.which("actionlint") or str(
-        Path(__file__).resolve().parents[1] / ".venv" / "bin" / "actionlint"
-    )
-    (tmp_path / ".github" / "workflows").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    target = tmp_path / ".github" / "workflows" / WORKFLOW
     text = (WORKFLOWS / WORKFLOW).read_text()
-    target.write_text(text)
-    result = subprocess.run([actionlint], cwd=tmp_path, capture_output=True, text=True, check=False)
+    result = actionlint(tmp_path, WORKFLOW, text)
     assert result.returncode == 0, result.stdout
-    target.write_text(
-        re.sub(r"needs\.members\.outputs\.matrix", "needs.member.outputs.matrix", text)
-    )
-    result = subprocess.run([actionlint], cwd=tmp_path, capture_output=True, text=True, check=False)
+    broken = re.sub(r"needs\.members\.outputs\.matrix", "needs.member.outputs.matrix", text)
+    result = actionlint(tmp_path, WORKFLOW, broken)
     assert result.returncode == 1 and "member" in result.stdout

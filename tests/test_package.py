@@ -19,10 +19,6 @@ import pulumi.provider.experimental
 import pulumi.runtime.settings
 import pytest
 import yaml
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
-from pulumi.runtime.mocks import MockEngine, MockSettings
-from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _sync_await
 
 from components.config_error import ConfigError
 from components.downstream import PullThroughCache, PullThroughCacheArgs
@@ -31,9 +27,9 @@ from provider import package
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     UPSTREAM_ACCOUNT,
+    ProgramFailed,
     RecordingMocks,
-    RecordingMonitor,
-    root_cause,
+    run_like_language_host,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,48 +185,13 @@ def run_with_mocks(
     config: dict[str, str] | None = None,
     preview: bool = False,
 ) -> dict[str, Any]:
-    """Run `declare` as a Pulumi program's body under mocks (as pulumi_run.run_program runs
-    __main__.py) and return its stack outputs. Raises what the program raised."""
-    pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_all_config(config or {})
-    monitor = RecordingMonitor(mocks)
-    features = monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures  # type: ignore[no-untyped-call]
-    pulumi.runtime.settings.configure(
-        MockSettings(  # type: ignore[no-untyped-call]
-            monitor=monitor,
-            monitor_features=set(features),
-            engine=MockEngine(None),
-            project=project,
-            stack="dev",
-            dry_run=preview,
-            organization="organization",
-            callbacks=None,
-        )
-    )
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    # A refusal may leave futures that failed with it; they are the failure under test.
-    loop.set_exception_handler(
-        lambda loop, context: (
-            None
-            if root_cause(context.get("exception") or Exception(), ConfigError)
-            else loop.default_exception_handler(context)
-        )
-    )
-    stacks: list[pulumi.Resource] = []
-
-    def main() -> None:
-        root = pulumi.runtime.settings.get_root_resource()
-        assert root is not None
-        stacks.append(root)
-        declare()
-
-    loop.run_until_complete(run_in_stack(main))
-    [root] = stacks
-    return {
-        name: _sync_await(pulumi.Output.from_input(value).future())
-        for name, value in root.outputs.items()  # type: ignore[attr-defined]
-    }
+    """Run `declare` as a Pulumi program's body under mocks, as the language host runs one, and
+    return its stack outputs. Raises the program's own error when it fails."""
+    try:
+        run = run_like_language_host(declare, mocks, project, "dev", config or {}, preview)
+    except ProgramFailed as failed:
+        raise failed.__cause__ or failed from None
+    return dict(run.outputs)
 
 
 def cache_args(**changes: Any) -> dict[str, Any]:

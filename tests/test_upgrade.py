@@ -16,7 +16,7 @@ from tests.pulumi_run import (
     Registration,
     run_program,
 )
-from tests.test_downstream_stack import UPSTREAM_OUTPUTS, UPSTREAM_STACK
+from tests.test_downstream_stack import BASE, UPSTREAM_OUTPUTS, UPSTREAM_STACK
 
 # What version 0.1.0 registered for these configs (qualified type and name of each URN),
 # recorded from that version under the same mocks. Deployed stacks hold exactly these.
@@ -62,13 +62,7 @@ CONFIGS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "ecr-ptc:repositoryPrefix": "golden",
     }),
     "downstream-full": ("downstream", DOWNSTREAM_ACCOUNT, {
-        "aws:region": "eu-west-1",
-        "ecr-ptc:upstreamStack": UPSTREAM_STACK,
-        "ecr-ptc:rules": [
-            {"ecrRepositoryPrefix": "central"},
-            {"ecrRepositoryPrefix": "golden", "upstreamRepositoryPrefix": "golden"},
-        ],
-        "ecr-ptc:regions": ["eu-west-1", "eu-central-1"],
+        **BASE,
         "ecr-ptc:consumerRoleNames": ["eks-node"],
         "ecr-ptc:repositoryTemplate": {"keepLastImages": 10, "resourceTags": {"team": "platform"}},
     }),

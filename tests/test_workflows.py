@@ -88,22 +88,26 @@ def test_aws_credentials_come_from_oidc_per_stack_with_least_permissions() -> No
             assert job["permissions"]["id-token"] == "write"
 
 
-def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
-    actionlint = shutil.which("actionlint") or str(
+def actionlint(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+    """actionlint's verdict on `text` as the workflow `name` of a fresh repository."""
+    binary = shutil.which("actionlint") or str(
         Path(__file__).resolve().parents[1] / ".venv" / "bin" / "actionlint"
     )
-    (tmp_path / ".github" / "workflows").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    broken = (
-        (WORKFLOWS / "deploy.yml").read_text().replace("needs: up-upstream", "needs: up-upstreem")
+    workflows = tmp_path / ".github" / "workflows"
+    if not workflows.is_dir():
+        workflows.mkdir(parents=True)
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (workflows / name).write_text(text)
+    return subprocess.run([binary], cwd=tmp_path, capture_output=True, text=True, check=False)
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    broken = actionlint(
+        tmp_path, "deploy.yml", text.replace("needs: up-upstream", "needs: up-upstreem")
     )
-    (tmp_path / ".github" / "workflows" / "deploy.yml").write_text(broken)
-    result = subprocess.run([actionlint], cwd=tmp_path, capture_output=True, text=True, check=False)
-    assert result.returncode == 1 and "up-upstreem" in result.stdout
-    (tmp_path / ".github" / "workflows" / "deploy.yml").write_text(
-        (WORKFLOWS / "deploy.yml").read_text()
-    )
-    assert subprocess.run([actionlint], cwd=tmp_path, check=False).returncode == 0
+    assert broken.returncode == 1 and "up-upstreem" in broken.stdout
+    assert actionlint(tmp_path, "deploy.yml", text).returncode == 0
 
 
 def run_upstream_check(tmp_path: Path, script_status: int) -> tuple[int, str, str]:

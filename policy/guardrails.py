@@ -6,6 +6,7 @@ Each validator takes plain values and returns the violations it found, one messa
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +48,15 @@ READ_ACTIONS = frozenset(
 # registry creating its repository and receiving images, not anyone writing to ours.
 REPLICATION_ACTIONS = frozenset({"ecr:CreateRepository", "ecr:ReplicateImage"})
 ORGANIZATION_CONDITION_KEY = "aws:principalorgid"
+ORGANIZATION_PATHS_KEY = "aws:principalorgpaths"
+# A path that pins an organization, a root and at least one OU before any wildcard.
+PINNED_ORGANIZATION_PATH = re.compile(
+    r"o-[a-z0-9]{10,32}/r-[0-9a-z]{4,32}/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}/([^*]*/)?\*?", re.ASCII
+)
+# What a pull through the cache needs from the upstream: a Deny of any of these to everyone,
+# with no condition, makes every pull fail.
+CACHE_READS = ("ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:GetDownloadUrlForLayer",
+               "ecr:GetImageCopyStatus")  # fmt: skip
 ECR_REGISTRY_URL = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
@@ -114,15 +124,43 @@ def trust_policy_violations(assume_role_policy: str | dict[str, Any] | None) -> 
 
 
 def _conditioned_on_organization(statement: dict[str, Any]) -> bool:
+    """A positive condition pinning a concrete organization (aws:PrincipalOrgID), or concrete
+    OUs of one (aws:PrincipalOrgPaths, a multi-valued key: ForAnyValue)."""
     for operator, conditions in (statement.get("Condition") or {}).items():
-        if not operator.startswith("String") or "Not" in operator or "IfExists" in operator:
+        multi = operator.startswith("ForAnyValue:")
+        base = operator.removeprefix("ForAnyValue:")
+        if not base.startswith("String") or "Not" in base or "IfExists" in base:
             continue
         for key, values in conditions.items():
-            if key.lower() == ORGANIZATION_CONDITION_KEY and all(
-                isinstance(v, str) and v.startswith("o-") and "*" not in v for v in _as_list(values)
+            found = _as_list(values)
+            if not found or not all(isinstance(v, str) for v in found):
+                continue
+            if (
+                not multi
+                and key.lower() == ORGANIZATION_CONDITION_KEY
+                and all(v.startswith("o-") and "*" not in v for v in found)
+            ):
+                return True
+            if (
+                multi
+                and key.lower() == ORGANIZATION_PATHS_KEY
+                and all(PINNED_ORGANIZATION_PATH.fullmatch(v) for v in found)
             ):
                 return True
     return False
+
+
+def _denies_cache_reads_to_everyone(statement: dict[str, Any]) -> list[str]:
+    if statement.get("Effect") != "Deny" or statement.get("Condition"):
+        return []
+    everyone = "NotPrincipal" in statement or any(v == "*" for _, v in _principals(statement))
+    if not everyone:
+        return []
+    if "NotAction" in statement:
+        kept = [str(a).lower() for a in _as_list(statement["NotAction"])]
+        return [a for a in CACHE_READS if not any(fnmatch.fnmatchcase(a.lower(), k) for k in kept)]
+    patterns = [str(a).lower() for a in _as_list(statement.get("Action"))]
+    return [a for a in CACHE_READS if any(fnmatch.fnmatchcase(a.lower(), p) for p in patterns)]
 
 
 def resource_policy_violations(policy: str | dict[str, Any] | None, registry: bool) -> list[str]:
@@ -131,6 +169,12 @@ def resource_policy_violations(policy: str | dict[str, Any] | None, registry: bo
     allowed = READ_ACTIONS | (REPLICATION_ACTIONS if registry else frozenset())
     violations = []
     for i, statement in enumerate(_statements(policy)):
+        denied = _denies_cache_reads_to_everyone(statement)
+        if denied:
+            violations.append(
+                f"{_label(statement, i)} denies {', '.join(denied)} to every principal with no "
+                "condition: every pull through the cache would fail"
+            )
         if statement.get("Effect") != "Allow":
             continue
         label = _label(statement, i)
@@ -147,7 +191,8 @@ def resource_policy_violations(policy: str | dict[str, Any] | None, registry: bo
         )
         if wildcard and not _conditioned_on_organization(statement):
             violations.append(
-                f"{label} grants a wildcard principal without an aws:PrincipalOrgID condition"
+                f"{label} grants a wildcard principal without an aws:PrincipalOrgID or "
+                "aws:PrincipalOrgPaths condition pinning an organization"
             )
     return violations
 

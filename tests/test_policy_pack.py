@@ -171,8 +171,42 @@ def test_conditions_that_do_not_pin_an_organization_do_not_count(condition: Any)
 
 
 def test_deny_statements_are_not_grants() -> None:
-    document = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}]}
-    assert resource_policy_violations(document, registry=True) == []
+    guard = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "ecr:*",
+        "Condition": {"StringNotEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}},
+    }
+    assert resource_policy_violations({"Statement": [guard]}, registry=True) == []
+
+
+@pytest.mark.parametrize(
+    "deny",
+    [
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:*"},
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "ecr:BatchGet*"},
+        {"Effect": "Deny", "Principal": "*", "NotAction": "ecr:GetImageCopyStatus"},
+    ],
+)
+def test_an_unconditional_deny_of_the_cache_reads_to_everyone_fails(deny: Any) -> None:
+    violations = resource_policy_violations({"Statement": [deny]}, registry=True)
+    assert len(violations) == 1 and "every pull through the cache would fail" in violations[0]
+
+
+@pytest.mark.parametrize(
+    ("paths", "passes"),
+    [
+        (["o-abcdefghij/r-ab12/ou-ab12-11111111/*"], True),
+        (["o-abcdefghij/r-ab12/ou-ab12-11111111/ou-ab12-22222222/*"], True),
+        (["o-abcdefghij/r-ab12/*"], False),
+        (["o-abcdefghij/*"], False),
+        (["*"], False),
+    ],
+)
+def test_organizational_unit_paths_pin_the_grant(paths: list[str], passes: bool) -> None:
+    condition = {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": paths}}
+    violations = resource_policy_violations(grant(READS, "*", condition), registry=True)
+    assert (violations == []) is passes, violations
 
 
 def test_allowed_actions_are_real_and_writes_are_only_the_stated_exceptions() -> None:
@@ -267,8 +301,23 @@ def test_pack_passes_everything_ecr_ptc_generates() -> None:
     repository = run_upstream(
         {**UPSTREAM_BASE, "ecr-ptc:grantVia": "repository", "ecr-ptc:repositories": ["base"]}
     )
+    organizational_units = run_upstream(
+        {
+            **UPSTREAM_BASE,
+            "ecr-ptc:organizationalUnitPaths": ["o-abcdefghij/r-ab12/ou-ab12-11111111/"],
+            "ecr-ptc:extraRegistryPolicyStatements": [
+                {
+                    "Sid": "DenyOutsideTheOrganization",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "ecr:*",
+                    "Condition": {"StringNotEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}},
+                }
+            ],
+        }
+    )
     checked = 0
-    for result in (upstream, downstream, repository):
+    for result in (upstream, downstream, repository, organizational_units):
         for resource in result.mocks.resources:
             assert pack_violations(resource.typ, resource.inputs) == [], resource.name
             checked += 1

@@ -114,3 +114,13 @@ bench-fleet: $(INSTALLED)
 # CI: one PR comment from the batches' FLEET_SUMMARY files (SUMMARIES=<files>).
 fleet-comment: $(INSTALLED)
 	@$(BIN)/python -m scripts.fleet comment $(SUMMARIES)
+
+# --- Checks and measurements of the config itself (issue #7) -----------------------------------
+.PHONY: config-schema
+
+# The JSON Schema editors check stack files with (their first line names it); generated from
+# components/config.py, and a test fails when the checked-in file is stale.
+config-schema: $(INSTALLED)
+	$(BIN)/python -m components.config_schema > schema/stack-config.schema.json.tmp
+	mv schema/stack-config.schema.json.tmp schema/stack-config.schema.json
+

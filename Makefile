@@ -135,3 +135,16 @@ schema: $(INSTALLED)
 	$(BIN)/python -m provider.package > provider/schema.json.tmp
 	mv provider/schema.json.tmp provider/schema.json
 
+# --- Checks and measurements of the config itself ------------------------------------
+.PHONY: config-schema bench
+
+# The JSON Schema editors check stack files with (their first line names it); generated from
+# components/config.py, and a test fails when the checked-in file is stale.
+config-schema: $(INSTALLED)
+	$(BIN)/python -m components.config_schema > schema/stack-config.schema.json.tmp
+	mv schema/stack-config.schema.json.tmp schema/stack-config.schema.json
+
+# Quota headroom (how many rules fit, policy sizes at 50 rules) and the mocked program's
+# evaluation time, then the fleet driver's overhead. Timings stay out of `make test`.
+bench: $(INSTALLED)
+	$(BIN)/python -m scripts.bench

@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from components import quotas
@@ -37,8 +46,10 @@ from components.values import (
     RoleName,
     SharedPrefix,
     StackName,
+    StatementId,
     TagFilter,
     Unset,
+    invalid,
 )
 
 NAMESPACE = "ecr-ptc"
@@ -142,7 +153,7 @@ class Statement(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    Sid: Annotated[str, Field(pattern=r"^[A-Za-z0-9]+$")] | None = None
+    Sid: StatementId | None = None
     Effect: Literal["Allow", "Deny"]
     Principal: Literal["*"] | dict[str, str | list[str]] | None = None
     NotPrincipal: dict[str, str | list[str]] | None = None
@@ -151,6 +162,22 @@ class Statement(BaseModel):
     Resource: str | list[str] | None = None
     NotResource: str | list[str] | None = None
     Condition: dict[str, dict[str, str | bool | list[str]]] | None = None
+
+    @field_validator("Principal", "NotPrincipal", mode="before")
+    @classmethod
+    def _principal_shape(cls, value: object, info: ValidationInfo) -> object:
+        # Without this, a bare ARN is refused as "one of '*'", pydantic's first union branch.
+        if (
+            value is None
+            or isinstance(value, dict)
+            or (value == "*" and info.field_name == "Principal")
+        ):
+            return value
+        star = "'*' or " if info.field_name == "Principal" else ""
+        raise invalid(
+            f"{star}a mapping of principal type to ARNs, e.g. "
+            "{AWS: [arn:aws:iam::<account>:root]}"
+        )
 
     @model_validator(mode="after")
     def _one_of_each(self) -> Statement:

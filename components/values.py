@@ -134,6 +134,11 @@ KmsKeyArn = _pattern_type(
     "a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<key-id> (not an alias)",
 )
 
+# IAM's Sid: ASCII letters and digits only.
+StatementId = _pattern_type(
+    r"[A-Za-z0-9]+", "a statement ID (Sid) of ASCII letters and digits only, e.g. 'ReplicationRead'"
+)
+
 STACK_NAME_PATTERN = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+"
 StackName = _pattern_type(
     STACK_NAME_PATTERN,

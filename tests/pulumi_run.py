@@ -243,10 +243,13 @@ def _quiet_expected_failures(loop: asyncio.AbstractEventLoop) -> None:
 
 def root_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
     """The `kind` error behind the engine's wrapping ("While processing input ...")."""
+    visited: set[int] = set()
     seen: BaseException | None = error
-    while seen is not None:
+    # A crash's chain can loop (an error whose context is an error it caused): stop there.
+    while seen is not None and id(seen) not in visited:
         if isinstance(seen, kind):
             return seen
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return None
 

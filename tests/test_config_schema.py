@@ -1,0 +1,95 @@
+"""The JSON Schema of stack files: current, and it agrees with the program on the shipped files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from components.config_schema import SCHEMA_PATH, render, stack_config_schema
+from tests.pulumi_run import PROJECT_DIR
+
+SHIPPED_STACKS = ("upstream", "downstream")
+SCHEMA_LINE = f"# yaml-language-server: $schema={SCHEMA_PATH}"
+
+
+def stack_file(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())  # type: ignore[no-any-return]
+
+
+def validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((PROJECT_DIR / SCHEMA_PATH).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def errors(document: dict[str, Any]) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator().iter_errors(document)
+    ]
+
+
+def test_the_checked_in_schema_is_current() -> None:
+    checked_in = (PROJECT_DIR / SCHEMA_PATH).read_text()
+    assert checked_in == render(), f"{SCHEMA_PATH} is stale: run `make config-schema`"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_shipped_stack_files_validate_and_name_the_schema(stack: str) -> None:
+    assert errors(stack_file(stack)) == []
+    first_line = (PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text().splitlines()[0]
+    assert first_line == SCHEMA_LINE
+
+
+def test_every_key_of_either_side_is_described() -> None:
+    config = stack_config_schema()["properties"]["config"]
+    assert config["additionalProperties"] is False
+    assert config["patternProperties"] == {"^(?!ecr-ptc:)": True}
+    for key, schema in config["properties"].items():
+        assert schema.get("description"), key
+
+
+def with_config(stack: str, **changes: Any) -> dict[str, Any]:
+    document = stack_file(stack)
+    return {**document, "config": {**document["config"], **changes}}
+
+
+@pytest.mark.parametrize(
+    ("stack", "changes", "where"),
+    [
+        ("upstream", {"ecr-ptc:repositoryPrefx": "golden"}, "config"),
+        ("downstream", {"ecr-ptc:regoins": ["eu-west-1"]}, "config"),
+        ("upstream", {"ecr-ptc:downstreamAccountIds": ["44445555666"]}, "config/ecr-ptc:downstreamAccountIds/0"),
+        ("upstream", {"ecr-ptc:downstreamAccountIds": [444455556666]}, "config/ecr-ptc:downstreamAccountIds/0"),
+        ("downstream", {"aws:allowedAccountIds": ["4444"]}, "config/aws:allowedAccountIds/0"),
+        ("downstream", {"aws:allowedAccountIds": ["444455556666", "777788889999"]}, "config/aws:allowedAccountIds"),
+        ("downstream", {"ecr-ptc:rules": [{"ecrRepositoryPrefx": "golden"}]}, "config/ecr-ptc:rules/0"),
+        ("downstream", {"ecr-ptc:repositoryTemplate": {"imageTagMutability": "SOMETIMES"}},
+         "config/ecr-ptc:repositoryTemplate"),
+        ("downstream", {"ecr-ptc:rules": [{"ecrRepositoryPrefix": "Golden"}]}, "config/ecr-ptc:rules/0/ecrRepositoryPrefix"),
+    ],
+)  # fmt: skip
+def test_bad_keys_and_values_fail_the_schema(
+    stack: str, changes: dict[str, Any], where: str
+) -> None:
+    found = errors(with_config(stack, **changes))
+    assert found, changes
+    assert any(e.startswith(f"{where}:") for e in found), found
+
+
+def test_other_namespaces_and_empty_optional_strings_pass() -> None:
+    document = with_config(
+        "upstream",
+        **{"aws:profile": "prod", "pulumi:tags": {"team": "a"}, "ecr-ptc:organizationId": ""},
+    )
+    assert errors(document) == []
+
+
+def test_a_stack_file_without_a_region_fails() -> None:
+    document = stack_file("upstream")
+    config = {k: v for k, v in document["config"].items() if k != "aws:region"}
+    assert errors({**document, "config": config}) != []

@@ -29,6 +29,7 @@ from components.config import (
     UPSTREAM_STACK,
     CacheRule,
     DownstreamConfig,
+    config_error,
 )
 from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
 from components.config_error import ConfigError
@@ -133,11 +134,11 @@ class UpstreamFacts:
         try:
             parsed = _UpstreamOutputs.model_validate(present)
         except ValidationError as err:
-            error = err.errors(include_url=False)[0]
-            name = str(error["loc"][0])
-            ctx = error.get("ctx") or {}
-            valid = str(ctx.get("valid") or error["msg"])
-            raise UpstreamStackError.of_output(stack, name, error.get("input"), valid) from None
+            # Worded like a config error; the key becomes the stack and its output.
+            error = config_error(err, _UpstreamOutputs, {}, present)
+            raise UpstreamStackError(
+                f"{UPSTREAM_STACK.full} ({stack}), output {error.key}", error.value, error.valid
+            ) from None
         where = region(parsed.upstreamRegion)
         account = parsed.upstreamAccountId
         pattern = parsed.repositoryArnPattern

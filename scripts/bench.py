@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import json
 import statistics
 import time
 from typing import Any
@@ -34,11 +33,11 @@ from components.plan import (
     template_role_permissions_text,
 )
 from components.policies import PolicyTooLargeError
+from scripts.stack_files import cli_config
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     UPSTREAM_ACCOUNT,
     RecordingMocks,
-    project_defaults,
     run_program,
 )
 
@@ -86,8 +85,7 @@ def stack_config(n_rules: int, n_regions: int) -> dict[str, Any]:
 
 
 def raw(values: dict[str, Any]) -> dict[str, str]:
-    merged = {**project_defaults(), **values}
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in merged.items()}
+    return cli_config(values)
 
 
 def upstream_facts() -> UpstreamFacts:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 from pulumi.runtime.sync_await import _sync_await
 
 from components.config_error import ConfigError
@@ -96,3 +97,8 @@ def aws_invoke_options(opts: pulumi.ResourceOptions | None) -> pulumi.InvokeOpti
     elif provider is None and isinstance(providers, list):
         provider = next((p for p in providers if p.package == "aws"), None)
     return pulumi.InvokeOptions(parent=opts.parent, provider=provider)
+
+
+def caller_account(opts: pulumi.ResourceOptions | None) -> str:
+    """The account of the credentials the component's AWS provider uses."""
+    return str(aws.get_caller_identity(opts=aws_invoke_options(opts)).account_id)

@@ -4,14 +4,13 @@ per prefix and region, the creation templates and their role, and the consumer p
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
-import pulumi_aws as aws
 from pydantic import ValidationError
 
 from components import config as keys
 from components import contract
 from components.arguments import (
     as_argument_error,
-    aws_invoke_options,
+    caller_account,
     camel_keys,
     flat_config,
     known,
@@ -186,7 +185,7 @@ class PullThroughCache(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         try:
-            caller = None if dict(args).get("account_id") else _caller_account(opts)
+            caller = None if dict(args).get("account_id") else caller_account(opts)
             planned = plan(name, args, caller)
         except ConfigError as err:
             raise as_argument_error(err, f"PullThroughCache {name!r}", ARGUMENT_NAMES) from None
@@ -217,8 +216,3 @@ class PullThroughCache(pulumi.ComponentResource):
                 "consumerPolicyArn": self.consumer_policy_arn,
             }
         )
-
-
-def _caller_account(opts: pulumi.ResourceOptions | None) -> str:
-    """The account of the credentials the component's AWS provider uses."""
-    return aws.get_caller_identity(opts=aws_invoke_options(opts)).account_id

@@ -3,12 +3,11 @@
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
-import pulumi_aws as aws
 
 from components import config as keys
 from components.arguments import (
     as_argument_error,
-    aws_invoke_options,
+    caller_account,
     flat_config,
     known,
     to_camel,
@@ -90,7 +89,7 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
             values = known("arguments", dict(args))
             config = upstream_config(values)
             account_id = valid_account_id(
-                "accountId", values.get("account_id") or _caller_account(opts)
+                "accountId", values.get("account_id") or caller_account(opts)
             )
             # Every check, size and policy text, before anything is declared.
             planned = plan_upstream(config, account_id, name)
@@ -114,8 +113,3 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
                 "outputs": self.outputs,
             }
         )
-
-
-def _caller_account(opts: pulumi.ResourceOptions | None) -> str:
-    """The account of the credentials the component's AWS provider uses."""
-    return aws.get_caller_identity(opts=aws_invoke_options(opts)).account_id

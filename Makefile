@@ -124,7 +124,7 @@ fleet-comment: $(INSTALLED)
 # What each stack file would create: every resource and policy, offline (no AWS, no Pulumi CLI).
 # STACKS="upstream downstream" limits it; JSON=1 prints JSON.
 plan: $(INSTALLED)
-	$(BIN)/python -m scripts.plan $(if $(JSON),--json) $(STACKS)
+	@$(BIN)/python -m scripts.plan $(if $(JSON),--json) $(STACKS)
 
 # --- The component package (provider/, README "Use it from your own program") -----------------
 .PHONY: schema

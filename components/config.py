@@ -553,6 +553,10 @@ def refuse_unknown_keys(config: RawConfig) -> None:
         raise ConfigError(full, config[full], f"a key this program knows; {hint}")
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _refuse_other_side_keys(config: RawConfig, side: Side) -> None:
     """A key of the other side set here is a mistake that would otherwise be silently ignored
     (rules in an upstream stack create no rule)."""
@@ -562,7 +566,9 @@ def _refuse_other_side_keys(config: RawConfig, side: Side) -> None:
         raw = config.get(key.full)
         if raw not in (None, "") and not _holds_default(key, raw):
             raise ConfigError(
-                key.full, raw, f"unset in a {side} stack: it configures the {key.side} stack"
+                key.full,
+                raw,
+                f"unset in {_article(side)} {side} stack: it configures the {key.side} stack",
             )
 
 

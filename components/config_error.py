@@ -10,4 +10,7 @@ class ConfigError(pulumi.RunError, ValueError):
 
     def __init__(self, key: str, value: object, valid: str) -> None:
         self.key, self.value, self.valid = key, value, valid
-        super().__init__(f"config {key}: {value!r} is not valid: {valid}")
+        if value is None:
+            super().__init__(f"config {key} is not set: {valid}")
+        else:
+            super().__init__(f"config {key}: {value!r} is not valid: {valid}")

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from components.aws_names import repositories_under, repository_arn, repository_arn_in
+from components.aws_names import repositories_under, repository_arn_in
 from components.config import DownstreamConfig
-
-
-def cache_repository_arns(config: DownstreamConfig, account_id: str) -> list[str]:
-    """The repositories ECR creates and fills for the rules, in every configured region."""
-    return sorted(
-        {
-            repository_arn(r, account_id, repositories_under(rule.ecr_repository_prefix))
-            for r in config.regions
-            for rule in config.rules
-        }
-    )
 
 
 def cache_repository_arns_any_region(config: DownstreamConfig, account_id: str) -> list[str]:

@@ -45,8 +45,8 @@ class StackResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _account(raw: Mapping[str, str]) -> str:
-    account = allowed_account_id(raw)
+def _account(raw: Mapping[str, str], known: str | None) -> str:
+    account = allowed_account_id(raw) or known
     if account is None:
         raise ConfigError(
             ALLOWED_ACCOUNT_IDS_KEY,
@@ -58,7 +58,9 @@ def _account(raw: Mapping[str, str]) -> str:
 
 
 def _upstream(
-    config: DownstreamConfig, upstream_outputs: Mapping[str, Mapping[str, Any]]
+    config: DownstreamConfig,
+    upstream_outputs: Mapping[str, Mapping[str, Any]],
+    refused: Mapping[str, ConfigError],
 ) -> UpstreamFacts:
     direct = direct_upstream(config)
     if direct is not None:
@@ -66,6 +68,13 @@ def _upstream(
     stack = config.upstream_stack
     assert stack is not None, "config parsing guarantees an upstream"
     short = stack.rsplit("/", 1)[-1]
+    if short in refused:
+        raise ConfigError(
+            UPSTREAM_STACK.full,
+            stack,
+            f"an upstream stack that plans; Pulumi.{short}.yaml is refused ({refused[short]}), "
+            "so this stack is not planned",
+        )
     if short not in upstream_outputs:
         raise ConfigError(
             UPSTREAM_STACK.full,
@@ -81,12 +90,14 @@ def _plan_one(
     values: Mapping[str, Any],
     project_dir: Path,
     upstream_outputs: Mapping[str, Mapping[str, Any]],
+    refused: Mapping[str, ConfigError],
+    known_account: str | None = None,
 ) -> StackPlan:
     raw = cli_config(values, project_dir)
     config = parse(raw, stack)
-    account = _account(raw)
+    account = _account(raw, known_account)
     if isinstance(config, DownstreamConfig):
-        return plan_stack(config, account, _upstream(config, upstream_outputs))
+        return plan_stack(config, account, _upstream(config, upstream_outputs, refused))
     return plan_stack(config, account, None)
 
 
@@ -103,37 +114,52 @@ def plan_repository(
     project_dir: Path = PROJECT_DIR,
     stacks: Sequence[str] | None = None,
     members_of: MembersOf = _fleet_members,
+    accounts: Mapping[str, str] | None = None,
 ) -> list[StackResult]:
-    """Plan the stacks (default: every stack file), upstreams first."""
-    names = list(stacks) if stacks else stack_names(project_dir)
-    files = {name: stack_file_config(project_dir, name) for name in names}
+    """Plan the stacks (default: every stack file), upstreams first. Every upstream stack file
+    is planned, asked for or not: a downstream is planned against its upstream's outputs.
+    `accounts` gives a stack's account where its file pins none (make up knows it from STS)."""
+    every = stack_names(project_dir)
+    wanted = list(stacks) if stacks else every
+    for name in wanted:
+        if name not in every:
+            raise ConfigError("stack", name, f"one of the stack files here: {', '.join(every)}")
+    files = {name: stack_file_config(project_dir, name) for name in every}
     sides: dict[str, str] = {}
     results: list[StackResult] = []
-    for name in names:
+    for name in every:
         try:
             sides[name] = resolve_side(cli_config(files[name], project_dir), name)
         except ConfigError as err:
-            results.append(StackResult(name, name, error=err))
+            if name in wanted:
+                results.append(StackResult(name, name, error=err))
+    known = dict(accounts or {})
     upstream_outputs: dict[str, Mapping[str, Any]] = {}
-    for name in [n for n in names if sides.get(n) == "upstream"]:
+    refused: dict[str, ConfigError] = {}
+    for name in [n for n in every if sides.get(n) == "upstream"]:
         result = StackResult(name, name)
         try:
-            result.plan = _plan_one(name, files[name], project_dir, {})
+            result.plan = _plan_one(name, files[name], project_dir, {}, {}, known.get(name))
             upstream_outputs[name] = result.plan.outputs
         except ConfigError as err:
-            result.error = err
-        results.append(result)
-    for name in [n for n in names if sides.get(n) == "downstream"]:
+            result.error = refused[name] = err
+        if name in wanted:
+            results.append(result)
+    for name in [n for n in wanted if sides.get(n) == "downstream"]:
         values = files[name]
         if not is_fleet_template(cli_config(values, project_dir)):
             result = StackResult(name, name)
             try:
-                result.plan = _plan_one(name, values, project_dir, upstream_outputs)
+                result.plan = _plan_one(
+                    name, values, project_dir, upstream_outputs, refused, known.get(name)
+                )
             except ConfigError as err:
                 result.error = err
             results.append(result)
             continue
-        results.extend(_plan_fleet(name, values, project_dir, upstream_outputs, members_of))
+        results.extend(
+            _plan_fleet(name, values, project_dir, upstream_outputs, refused, members_of)
+        )
     return results
 
 
@@ -142,6 +168,7 @@ def _plan_fleet(
     values: Mapping[str, Any],
     project_dir: Path,
     upstream_outputs: Mapping[str, Mapping[str, Any]],
+    refused: Mapping[str, ConfigError],
     members_of: MembersOf,
 ) -> list[StackResult]:
     notes: list[str] = []
@@ -162,7 +189,9 @@ def _plan_fleet(
     for member in found:
         result = StackResult(member.stack, template, notes=list(notes))
         try:
-            result.plan = _plan_one(member.stack, member.config, project_dir, upstream_outputs)
+            result.plan = _plan_one(
+                member.stack, member.config, project_dir, upstream_outputs, refused
+            )
         except ConfigError as err:
             result.error = err
         results.append(result)

@@ -40,6 +40,33 @@ def stack_names(project_dir: Path = PROJECT_DIR) -> list[str]:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads stack files: a key given twice is an error, not "the last
+    one wins"."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file, or a ConfigError naming the file, the line and the problem."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path.name} line {mark.line + 1}" if mark is not None else path.name
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(where, problem, "valid YAML, each key once") from None
+
+
 def stack_file_config(project_dir: Path, stack: str) -> dict[str, Any]:
     """The `config:` of `Pulumi.<stack>.yaml`: keys fully qualified, values as YAML gives them."""
     path = stack_file(project_dir, stack)
@@ -47,7 +74,7 @@ def stack_file_config(project_dir: Path, stack: str) -> dict[str, Any]:
         raise ConfigError(
             "stack", stack, f"the name of a stack file in {project_dir} ({path.name} is missing)"
         )
-    document = yaml.safe_load(path.read_text()) or {}
+    document = load_yaml(path) or {}
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path.name}: config", config, "a mapping of config keys to values")
@@ -56,7 +83,7 @@ def stack_file_config(project_dir: Path, stack: str) -> dict[str, Any]:
 
 def project_defaults(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """The defaults Pulumi.yaml declares, which the CLI applies to keys a stack leaves unset."""
-    project = yaml.safe_load((project_dir / PROJECT_FILE).read_text()) or {}
+    project = load_yaml(project_dir / PROJECT_FILE) or {}
     return {
         qualify(key): declaration["default"]
         for key, declaration in (project.get("config") or {}).items()

@@ -268,7 +268,7 @@ def expect_refusal(
         assert failed.run.exit_code == 1, failed.run.errors
         assert failed.run.errors == [str(error)], failed.run.errors
         assert "Traceback" not in str(error) and "While processing" not in str(error)
-        assert str(error).startswith(f"config {error.key}: ")
+        assert str(error).startswith(f"config {error.key}")
         registered = [r.name for r in mocks.resources if r.typ.startswith("aws:")]
         assert registered == [], f"registered before the refusal: {registered}"
         return error

@@ -130,3 +130,18 @@ def test_actionlint_accepts_the_fleet_workflow_and_catches_a_broken_one(tmp_path
     broken = re.sub(r"needs\.members\.outputs\.matrix", "needs.member.outputs.matrix", text)
     result = actionlint(tmp_path, WORKFLOW, broken)
     assert result.returncode == 1 and "member" in result.stdout
+
+
+def test_fleets_are_opt_in_and_the_template_is_left_to_the_fleet_workflow() -> None:
+    fleet = load(WORKFLOW)
+    assert fleet["env"]["TEMPLATE"] == "${{ vars.FLEET_TEMPLATE }}"
+    assert fleet["jobs"]["test"]["if"] == "vars.FLEET_TEMPLATE != ''"
+    # Every other job waits on `test`, so none runs for a repository without a fleet.
+    for name, job in fleet["jobs"].items():
+        if name != "test":
+            needs = job["needs"] if isinstance(job["needs"], list) else [job["needs"]]
+            assert any(n in ("test", "members", "upstream") for n in needs), name
+    assert "needs.members.result == 'success'" in fleet["jobs"]["comment"]["if"]
+    for workflow, job in (("preview.yml", "preview-downstream"), ("deploy.yml", "up-downstream")):
+        condition = load(workflow)["jobs"][job]["if"]
+        assert condition == "vars.FLEET_TEMPLATE != (vars.DOWNSTREAM_STACK || 'downstream')"

@@ -113,7 +113,7 @@ def test_the_account_comes_from_allowed_account_ids(tmp_path: Path) -> None:
     unpinned = {k: v for k, v in UPSTREAM.items() if k != "aws:allowedAccountIds"}
     code, _, err = run(project(tmp_path, upstream=unpinned))
     assert code == 1
-    assert "config aws:allowedAccountIds: None is not valid" in err
+    assert "config aws:allowedAccountIds is not set" in err
 
 
 def test_only_the_stacks_asked_for(tmp_path: Path) -> None:
@@ -150,3 +150,31 @@ def test_the_shipped_stack_files_plan() -> None:
     code, out, err = run(PROJECT_DIR)
     assert code == 0, err
     assert "REFUSED" not in out
+
+
+def test_one_downstream_alone_is_planned_against_its_upstream(tmp_path: Path) -> None:
+    code, out, err = run(project(tmp_path, upstream=UPSTREAM, downstream=DOWNSTREAM), "downstream")
+    assert code == 0, err
+    assert "=== stack downstream" in out and "=== stack upstream" not in out
+    assert "1 of 1 stacks planned" in err
+
+
+def test_a_refused_upstream_is_named_once_and_its_downstream_says_why(tmp_path: Path) -> None:
+    bad = {**UPSTREAM, "ecr-ptc:repositoryPrefx": "golden"}
+    code, _, err = run(project(tmp_path, upstream=bad, downstream=DOWNSTREAM))
+    assert code == 1
+    assert "did you mean ecr-ptc:repositoryPrefix?" in err
+    assert "Pulumi.upstream.yaml is refused" in err and "not planned" in err
+
+
+def test_yaml_mistakes_name_the_file_and_line(tmp_path: Path) -> None:
+    project(tmp_path, upstream=UPSTREAM)
+    (tmp_path / "Pulumi.upstream.yaml").write_text(
+        "config:\n  aws:region: us-east-1\n  aws:region: eu-west-1\n"
+    )
+    code, _, err = run(tmp_path)
+    assert code == 1
+    assert "Pulumi.upstream.yaml line 3" in err and "given twice" in err
+    (tmp_path / "Pulumi.upstream.yaml").write_text("config:\n  aws:region: [us-east-1\n")
+    code, _, err = run(tmp_path)
+    assert code == 1 and "Pulumi.upstream.yaml line" in err and "Traceback" not in err

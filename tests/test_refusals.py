@@ -252,7 +252,7 @@ KEYS = [
          f"{TEMPLATE}.keepLastImage", "3", "keepLastImages"),
     up("downstream-key-rules-in-upstream", {"ecr-ptc:rules": [{"ecrRepositoryPrefix": "central"}]},
        "ecr-ptc:rules", repr(json.dumps([{"ecrRepositoryPrefix": "central"}])),
-       "unset in a upstream stack: it configures the downstream stack"),
+       "unset in an upstream stack: it configures the downstream stack"),
     up("downstream-key-regions-in-upstream", {"ecr-ptc:regions": ["eu-west-1"]},
        "ecr-ptc:regions", "'[\"eu-west-1\"]'", "configures the downstream stack"),
     up("downstream-key-upstreamStack-in-upstream", {"ecr-ptc:upstreamStack": UPSTREAM_STACK},
@@ -518,7 +518,12 @@ def check(case: Bad) -> None:
     error = refuse(case)
     message = str(error)
     assert error.key == case.key, message
-    assert message.startswith(f"config {case.key}: {case.shown} is not valid: "), message
+    expected = (
+        f"config {case.key} is not set: "
+        if case.shown == "None"
+        else f"config {case.key}: {case.shown} is not valid: "
+    )
+    assert message.startswith(expected), message
     assert case.valid in error.valid, message
 
 

@@ -389,8 +389,10 @@ def _valid_text(
     if kind == "ecr_ptc_invalid":
         return str(ctx["valid"])
     if kind == "extra_forbidden":
-        fields = ", ".join(allowed_fields or [])
-        return f"a known field; this mapping takes {fields}"
+        fields = allowed_fields or []
+        close = difflib.get_close_matches(str(error["loc"][-1]), fields, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"a known field; {hint}this mapping takes {', '.join(fields)}"
     if kind in ("model_type", "model_attributes_type") and allowed_fields:
         return f"a mapping with the fields {', '.join(allowed_fields)}"
     if kind == "literal_error":

@@ -31,12 +31,15 @@ from components.aws_names import (
     repositories_under,
     repository_arn_in,
 )
+from components.config import allowed_account_id, is_fleet_template
+from components.config_error import ConfigError
 from scripts.deploy import (
     ALLOWED_ACCOUNTS_KEY,
     PROJECT_DIR,
     stack_config,
     state_backend,
 )
+from scripts.stack_files import cli_config
 
 POLICY_VERSION = "2012-10-17"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -233,15 +236,22 @@ def load_stack(side: str, name: str, project_dir: Path) -> Stack:
     file = f"Pulumi.{name}.yaml"
     if config is None:
         raise CiRolesError(f"no stack file {file}: create the {side} stack's file first")
-    accounts = config.get(ALLOWED_ACCOUNTS_KEY)
-    if not isinstance(accounts, list) or len(accounts) != 1:
+    raw = cli_config(config, project_dir)
+    if side == "downstream" and is_fleet_template(raw):
+        raise CiRolesError(
+            f"{file} is a fleet template: make ci-roles covers the upstream stack and a "
+            "single-account downstream stack; a fleet's members are deployed through the role "
+            'each account trusts (README "Fleet", prerequisites)'
+        )
+    try:
+        account = allowed_account_id(raw)
+    except ConfigError as err:
+        raise CiRolesError(f"{file}: {err}") from None
+    if account is None:
         raise CiRolesError(
             f"{ALLOWED_ACCOUNTS_KEY} in {file} must list the one account of the {side} stack, "
-            f'as a quoted string (e.g. ["111122223333"]); it is {accounts!r}'
+            'as a quoted string (e.g. ["111122223333"]); it is not set'
         )
-    account = str(accounts[0])
-    if not re.fullmatch(r"\d{12}", account):
-        raise CiRolesError(f"{ALLOWED_ACCOUNTS_KEY} in {file}: {account!r} is not an account ID")
     names = [config.get("aws:region")]
     if side == "downstream" and config.get(REGIONS_KEY):
         names = list(config[REGIONS_KEY])
@@ -547,6 +557,13 @@ def main(
                 "(or pass --repository owner/repo)"
             )
         roles = ci_roles(repository, args.upstream_stack, args.downstream_stack, env, project_dir)
+        if s3_backend(state_backend(env, project_dir)) is None:
+            print(
+                "make ci-roles: note: the state backend is not S3, so the roles get no state "
+                "access; CI needs a shared backend (PULUMI_BACKEND_URL=s3://bucket/prefix, or "
+                "Pulumi Cloud with PULUMI_ACCESS_TOKEN)",
+                file=sys.stderr,
+            )
     except CiRolesError as err:
         print(f"make ci-roles: {err}", file=sys.stderr)
         return 2

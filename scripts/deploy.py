@@ -260,6 +260,7 @@ def deploy(
     backend = check_backend(env, project_dir)
     accounts = check_credentials(sides, whoami, command)
     check_accounts(sides, accounts, command, project_dir)
+    check_plans(sides, accounts, command, project_dir)
     # Every check passed: only now may anything be created.
     prepare_backend(backend)
     for side in sides:
@@ -287,6 +288,39 @@ def deploy(
                 print(f"`{' '.join(step[1:])}` failed; stopping before the next stack.")
                 return result.returncode
     return 0
+
+
+def check_plans(
+    sides: Sequence[Side], accounts: Mapping[str, str], command: str, project_dir: Path
+) -> None:
+    """Plan both stacks as `make plan` does, with the accounts STS named, before the first
+    `pulumi up`: a bad downstream config must not be found after the upstream was changed."""
+    from components.config import is_fleet_template
+    from scripts.plan import UpstreamNotHereError, plan_repository
+    from scripts.stack_files import cli_config
+
+    present = [s for s in sides if stack_file(project_dir, s.stack).is_file()]
+    for side in present:
+        values = stack_file_config(project_dir, side.stack)
+        if side.name == "downstream" and is_fleet_template(cli_config(values, project_dir)):
+            raise PreflightError(
+                f"stack {side.stack!r} is a fleet template (Pulumi.{side.stack}.yaml sets "
+                "ecr-ptc:accounts or ecr-ptc:organizationalUnitIds): it is never deployed "
+                f"itself. Run `make fleet-preview` / `make fleet-up TEMPLATE={side.stack}` for "
+                f"its members; nothing was changed by `make {command}`."
+            )
+    results = plan_repository(
+        project_dir,
+        [s.stack for s in present],
+        accounts={s.stack: accounts[s.name] for s in present},
+    )
+    for result in results:
+        # An upstream managed outside this repository is checked by `pulumi up` itself.
+        if result.error is not None and not isinstance(result.error, UpstreamNotHereError):
+            raise PreflightError(
+                f"stack {result.stack!r}: {result.error}. Nothing was changed; `make plan` "
+                f"shows the same, fix Pulumi.{result.source}.yaml and run `make {command}` again."
+            )
 
 
 # ---- has the upstream been deployed? (CI's downstream preview) ---------------------------------

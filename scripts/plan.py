@@ -36,6 +36,10 @@ from components.program import direct_upstream, plan_stack
 from scripts.stack_files import PROJECT_DIR, cli_config, stack_file_config, stack_names
 
 
+class UpstreamNotHereError(ConfigError):
+    """The downstream's upstream stack has no stack file in this repository."""
+
+
 @dataclass
 class StackResult:
     stack: str
@@ -76,7 +80,7 @@ def _upstream(
             "so this stack is not planned",
         )
     if short not in upstream_outputs:
-        raise ConfigError(
+        raise UpstreamNotHereError(
             UPSTREAM_STACK.full,
             stack,
             f"an upstream stack whose file is in this repository (Pulumi.{short}.yaml) and "

@@ -255,3 +255,9 @@ def test_a_stack_file_must_pin_its_account(
     )
     with pytest.raises(Exception, match=r"aws:allowedAccountIds in Pulumi.upstream.yaml"):
         roles(project_dir=unpinned)
+
+
+def test_a_fleet_template_is_pointed_to_the_fleet_prerequisites(tmp_path: Path) -> None:
+    fleet = project(tmp_path, '  ecr-ptc:accounts:\n    - "444455556666"\n')
+    with pytest.raises(Exception, match=r"fleet template.*README \"Fleet\""):
+        roles(project_dir=fleet)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
@@ -67,10 +68,20 @@ def project(
         text += f"backend:\n  url: {backend}\n"
     (tmp_path / "Pulumi.yaml").write_text(text)
     for stack, account in (pins or {}).items():
-        (tmp_path / f"Pulumi.{stack}.yaml").write_text(
-            f'config:\n  aws:region: us-east-1\n  aws:allowedAccountIds:\n    - "{account}"\n'
-        )
+        config = {**STACK_CONFIGS[stack], "aws:allowedAccountIds": [account]}
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
     return tmp_path
+
+
+# Stack files that plan cleanly, so the pre-flight's plan passes unless a test breaks them.
+STACK_CONFIGS: dict[str, dict[str, Any]] = {
+    "upstream": {"aws:region": "us-east-1", "ecr-ptc:downstreamAccountIds": ["444455556666"]},
+    "downstream": {
+        "aws:region": "eu-west-1",
+        "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
+        "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden"}],
+    },
+}
 
 
 PINNED = {"upstream": "111122223333", "downstream": "444455556666"}
@@ -397,3 +408,36 @@ def test_a_downstream_without_an_upstream_stack_waits_for_nothing(tmp_path: Path
         project_dir=downstream_reading(tmp_path, None),
     )
     assert status == DEPLOYED and run.calls == []
+
+
+def test_a_bad_downstream_is_refused_before_the_upstream_changes(tmp_path: Path) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+    path = project_dir / "Pulumi.downstream.yaml"
+    path.write_text(path.read_text().replace("golden", "Golden"))
+    recorder = Recorder()
+    with pytest.raises(PreflightError) as caught:
+        run_deploy(project_dir, LOCAL, run=recorder)
+    assert "stack 'downstream': config ecr-ptc:rules[0].ecrRepositoryPrefix: 'Golden'" in str(
+        caught.value
+    )
+    assert "Nothing was changed" in str(caught.value)
+    assert recorder.calls == [], "no pulumi command ran"
+    assert not (project_dir / ".pulumi-state").exists()
+
+
+def test_a_fleet_template_is_not_deployed_by_make_up(tmp_path: Path) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+    path = project_dir / "Pulumi.downstream.yaml"
+    config = yaml.safe_load(path.read_text())["config"]
+    config["ecr-ptc:accounts"] = ["444455556666"]
+    path.write_text(yaml.safe_dump({"config": config}))
+    with pytest.raises(PreflightError, match="fleet template"):
+        run_deploy(project_dir, LOCAL)
+
+
+def test_a_downstream_of_an_upstream_managed_elsewhere_is_left_to_pulumi(tmp_path: Path) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+    path = project_dir / "Pulumi.downstream.yaml"
+    path.write_text(path.read_text().replace("ecr-ptc/upstream", "ecr-ptc/images-prod"))
+    recorder = run_deploy(project_dir, LOCAL)
+    assert ["up", "--stack", "downstream"] in [args[:3] for args, _ in recorder.calls]

@@ -309,7 +309,7 @@ DOWNSTREAM_IDS_NOT_A_LIST = output(
 
 STATEMENTS = [
     up("statement-Actions", {X: [{**GRANT_ALLOW, "Actions": GRANT_ALLOW["Action"]}]},
-       f"{X}[0].Actions", "'ecr:BatchGetImage'", "a known field; this mapping takes Action, Condition"),
+       f"{X}[0].Actions", "'ecr:BatchGetImage'", "a known field; did you mean Action? this mapping takes Action, Condition"),
     up("statement-Effect-Maybe", {X: [GRANT_ALLOW | {"Effect": "Maybe"}]},
        f"{X}[0].Effect", "'Maybe'", "one of 'Allow' or 'Deny'"),
     up("statement-Principal-and-NotPrincipal",

@@ -387,3 +387,14 @@ def test_the_callers_aws_provider_answers_whose_account_it_is() -> None:
     assert "upstream-account" in call.provider
     assert outputs["accountId"] == UPSTREAM_ACCOUNT
     assert len(mocks.of_type(REGISTRY_POLICY)) == 1
+
+
+def test_the_package_and_the_policy_pack_run_on_the_versions_the_tests_run_on() -> None:
+    def versions(lock: Path) -> dict[str, str]:
+        return {p["name"]: p["version"] for p in tomllib.loads(lock.read_text())["package"]}
+
+    tested = versions(ROOT / "uv.lock")
+    for lock in (PROVIDER / "uv.lock", ROOT / "policy" / "uv.lock"):
+        other = versions(lock)
+        differ = {n: (tested[n], v) for n, v in other.items() if n in tested and tested[n] != v}
+        assert differ == {}, f"{lock}: (make test's, this lock's) {differ}; run `make lock`"

@@ -29,10 +29,10 @@ from components.config import (
     UPSTREAM_STACK,
     CacheRule,
     DownstreamConfig,
-    config_error,
 )
 from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
 from components.config_error import ConfigError
+from components.config_messages import config_error
 from components.values import (
     PREFIX_PATTERN,
     AccountId,

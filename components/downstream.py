@@ -19,11 +19,11 @@ from components.aws_names import region
 from components.config import (
     DownstreamConfig,
     UpstreamRegistryModel,
-    config_error,
     parse_downstream,
     valid_account_id,
 )
 from components.config_error import ConfigError
+from components.config_messages import config_error
 from components.contract import UpstreamFacts, shared_repository_arn_pattern
 from components.declare import declare
 from components.declare import outputs as resolve_outputs

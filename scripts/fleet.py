@@ -243,9 +243,14 @@ def run_fleet(
     handle_orphans: bool = True,
     err: TextIO = sys.stderr,
     clock: Callable[[], float] = time.monotonic,
+    whole_fleet: Sequence[Member] | None = None,
 ) -> FleetRun:
-    """Pre-flight every role, run the rest `workers` at a time, then deal with accounts that
-    left. Nothing is destroyed unless `prune` (PRUNE=1) and the command is `up`."""
+    """Pre-flight every role of `fleet` (this run's members: a batch, or all), run the rest
+    `workers` at a time, then deal with accounts that left. A former member is a stack that is
+    not in `whole_fleet` (every member, whatever the batch): judged by a batch alone, the other
+    batches' members would look like former ones. Nothing is destroyed unless `prune` (PRUNE=1)
+    and the command is `up`."""
+    everyone = fleet if whole_fleet is None else whole_fleet
     ready, outcomes = preflight(fleet, can_assume)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         done = pool.map(
@@ -258,7 +263,7 @@ def run_fleet(
     run = FleetRun(template, command, outcomes, [])
     if handle_orphans:
         try:
-            run.orphans = orphans(template, fleet, runner.list_stacks())
+            run.orphans = orphans(template, everyone, runner.list_stacks())
         except Exception as error:  # the run itself is done; say that the check could not be
             run.notes.append(f"could not list the backend's stacks to find former members: {error}")
     if run.orphans and prune and command == "up":
@@ -592,6 +597,7 @@ def main(
             # Former members are looked for once per run: by the first batch only.
             handle_orphans=label is None or label.startswith("1/"),
             err=err,
+            whole_fleet=fleet,
         )
     except (ConfigError, NotReady) as error:
         print(f"fleet: {error}", file=err)

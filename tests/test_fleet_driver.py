@@ -396,3 +396,27 @@ def test_without_the_pulumi_cli_or_a_passphrase_nothing_runs(tmp_path: Path) -> 
     assert args(lambda _: "/bin/pulumi", {}) == 2
     assert "PULUMI_CONFIG_PASSPHRASE" in checked[-1]
     assert len(checked) == 2, "no role was tried"
+
+
+def test_a_batch_never_takes_the_other_batches_members_for_former_ones(tmp_path: Path) -> None:
+    accounts = [f"2100000000{i:02d}" for i in range(6)]
+    (tmp_path / "Pulumi.downstream.yaml").write_text(
+        yaml.safe_dump({"config": {**TEMPLATE_BASE, "ecr-ptc:accounts": accounts}})
+    )
+    deployed = [f"downstream-{a}" for a in accounts] + ["downstream-999999999999"]
+    runner, err = FakeRunner(stacks=deployed), io.StringIO()
+    code = fleet.main(
+        ["up"],
+        env={"BATCH": "1/3", "PRUNE": "1", "FLEET_PARALLELISM": "2"},
+        runner=runner,
+        can_assume=assume_all,
+        project_dir=tmp_path,
+        out=io.StringIO(),
+        err=err,
+    )
+    assert code == 0, err.getvalue()
+    assert runner.pruned == ["downstream-999999999999"], "only the account that left"
+    assert sorted(s for s, _ in runner.ran) == [
+        "downstream-210000000000",
+        "downstream-210000000001",
+    ]

@@ -49,9 +49,11 @@ def to_camel(name: str) -> str:
 
 
 def camel_keys(value: Any) -> Any:
-    """snake_case argument names (Python) as the camelCase names of config and the schema."""
+    """An argument object's snake_case field names (Python) as the camelCase names of config and
+    the schema; a list of such objects, each. Only the object's own field names: the keys of a
+    map it holds (resource tags, region -> KMS key) are data and stay as they are."""
     if isinstance(value, Mapping):
-        return {to_camel(k): camel_keys(v) for k, v in value.items()}
+        return {to_camel(k): v for k, v in value.items()}
     if isinstance(value, list):
         return [camel_keys(v) for v in value]
     return value

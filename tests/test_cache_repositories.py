@@ -285,3 +285,10 @@ def test_consumer_policy_over_quota_is_a_clear_error(monkeypatch: pytest.MonkeyP
     error = expect_refusal(BASE, "downstream", mocks)
     assert error.key == "ecr-ptc:rules"
     assert "consumer managed policy" in str(error) and "500" in str(error)
+
+
+def test_tag_keys_reach_the_templates_exactly_as_written() -> None:
+    tags = {"cost_center": "42", "Team_Name": "platform", "app:tier": "cache"}
+    result = run(with_template(resourceTags=tags))
+    for template in result.mocks.of_type(TEMPLATE):
+        assert template.inputs["resourceTags"] == tags, template.name

@@ -11,7 +11,6 @@ import pulumi_aws as aws
 
 from components import contract
 from components.config import (
-    UPSTREAM_STACK,
     DownstreamConfig,
     RawConfig,
     StackConfig,
@@ -19,7 +18,7 @@ from components.config import (
     allowed_account_id,
     parse,
 )
-from components.contract import UpstreamFacts, UpstreamStackError
+from components.contract import UpstreamFacts
 from components.downstream import (
     PullThroughCache,
     PullThroughCacheArgs,
@@ -120,14 +119,9 @@ async def read_upstream(config: DownstreamConfig) -> UpstreamFacts:
     stack = config.upstream_stack
     assert stack is not None, "config parsing guarantees an upstream"
     reference = pulumi.StackReference(f"{COMPONENT_NAME}-upstream", stack_name=stack)
-    try:
-        outputs = await reference.outputs.future()
-    except Exception as err:  # the engine's reason: no such stack, no access to the backend
-        raise UpstreamStackError(
-            UPSTREAM_STACK.full,
-            stack,
-            f"a stack in this project's state backend that `pulumi up` has deployed ({err})",
-        ) from None
+    # A stack the backend does not hold fails the engine's read of this reference, and the
+    # engine reports it ("unknown stack"); `make up` and CI check that it exists beforehand.
+    outputs = await reference.outputs.future()
     return UpstreamFacts.from_outputs(stack, outputs or {})
 
 

@@ -261,6 +261,7 @@ def deploy(
     accounts = check_credentials(sides, whoami, command)
     check_accounts(sides, accounts, command, project_dir)
     check_plans(sides, accounts, command, project_dir)
+    check_external_upstream(sides, env, which, run, command, project_dir)
     # Every check passed: only now may anything be created.
     prepare_backend(backend)
     for side in sides:
@@ -320,6 +321,32 @@ def check_plans(
             raise PreflightError(
                 f"stack {result.stack!r}: {result.error}. Nothing was changed; `make plan` "
                 f"shows the same, fix Pulumi.{result.source}.yaml and run `make {command}` again."
+            )
+
+
+def check_external_upstream(
+    sides: Sequence[Side],
+    env: Mapping[str, str],
+    which: Callable[[str], str | None],
+    run: Runner,
+    command: str,
+    project_dir: Path,
+) -> None:
+    """A downstream reading an upstream stack that this run does not deploy: that stack must
+    exist with its outputs, or the engine fails the downstream's stack reference mid-run."""
+    upstream_stacks = {s.stack for s in sides if s.name == "upstream"}
+    for side in sides:
+        if side.name != "downstream":
+            continue
+        named = str((stack_config(side.stack, project_dir) or {}).get(UPSTREAM_STACK_KEY) or "")
+        if not named or named.rsplit("/", 1)[-1] in upstream_stacks:
+            continue
+        status, message = upstream_deployed(side.stack, env, which, run, project_dir)
+        if status != DEPLOYED:
+            raise PreflightError(
+                f"config {UPSTREAM_STACK_KEY} of stack {side.stack!r} names {named!r}, which this "
+                f"run does not deploy: {message}. Deploy that stack first or fix the name; "
+                f"nothing was changed by `make {command}`."
             )
 
 

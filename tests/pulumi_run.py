@@ -201,7 +201,8 @@ def run_like_language_host(
     run = ProgramRun(mocks, monitor)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    _quiet_expected_failures(loop)
+    reported: list[BaseException] = []
+    _quiet_expected_failures(loop, reported)
     stacks: list[pulumi.Resource] = []
 
     def body() -> None:
@@ -222,6 +223,7 @@ def run_like_language_host(
         run.exit_code, failure = 32, err
     run.errors = list(errors.messages)
     if failure is not None:
+        reported.append(failure)
         raise ProgramFailed(run) from failure
     [root] = stacks
     for name, value in root.outputs.items():  # type: ignore[attr-defined]
@@ -229,13 +231,18 @@ def run_like_language_host(
     return run
 
 
-def _quiet_expected_failures(loop: asyncio.AbstractEventLoop) -> None:
-    """A refused config may leave futures that failed with it; asyncio reports each as "never
-    retrieved" when collected. Those are the failure under test, already asserted on; anything
-    else is still reported."""
+def _quiet_expected_failures(
+    loop: asyncio.AbstractEventLoop, reported: list[BaseException]
+) -> None:
+    """A failed program may leave futures that failed with it; asyncio reports each as "never
+    retrieved" when collected. A refusal, or the very error the run reported (and the test
+    asserts on), is not reported twice; anything else still is."""
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if root_cause(context.get("exception") or Exception(), ConfigError) is None:
+        error = context.get("exception") or Exception()
+        if root_cause(error, ConfigError) is None and not any(
+            error is r or error is r.__cause__ for r in reported
+        ):
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)

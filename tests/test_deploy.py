@@ -42,14 +42,16 @@ LOCAL = {"PULUMI_CONFIG_PASSPHRASE": ""}
 
 
 class Recorder:
-    def __init__(self, fail_on: str | None = None) -> None:
+    def __init__(self, fail_on: str | None = None, outputs: str = "{}") -> None:
         self.calls: list[tuple[list[str], str | None]] = []
         self.fail_on = fail_on
+        self.outputs = outputs  # what `pulumi stack output --json` prints
 
-    def __call__(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    def __call__(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         self.calls.append((args[1:], kwargs["env"].get("AWS_PROFILE")))
         failed = self.fail_on is not None and self.fail_on in args
-        return subprocess.CompletedProcess(args, 1 if failed else 0)
+        stdout = self.outputs if args[1:3] == ["stack", "output"] else ""
+        return subprocess.CompletedProcess(args, 1 if failed else 0, stdout, "")
 
 
 def accounts(profile: str | None) -> str:
@@ -435,9 +437,24 @@ def test_a_fleet_template_is_not_deployed_by_make_up(tmp_path: Path) -> None:
         run_deploy(project_dir, LOCAL)
 
 
-def test_a_downstream_of_an_upstream_managed_elsewhere_is_left_to_pulumi(tmp_path: Path) -> None:
+def test_a_downstream_of_an_upstream_deployed_elsewhere_goes_ahead(tmp_path: Path) -> None:
     project_dir = project(tmp_path, pins=PINNED)
     path = project_dir / "Pulumi.downstream.yaml"
     path.write_text(path.read_text().replace("ecr-ptc/upstream", "ecr-ptc/images-prod"))
-    recorder = run_deploy(project_dir, LOCAL)
+    recorder = run_deploy(project_dir, LOCAL, run=Recorder(outputs='{"upstreamAccountId": "1"}'))
     assert ["up", "--stack", "downstream"] in [args[:3] for args, _ in recorder.calls]
+
+
+def test_a_downstream_of_an_upstream_never_deployed_stops_before_any_change(
+    tmp_path: Path,
+) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+    path = project_dir / "Pulumi.downstream.yaml"
+    path.write_text(path.read_text().replace("ecr-ptc/upstream", "ecr-ptc/images-prod"))
+    recorder = Recorder(outputs="{}")
+    with pytest.raises(PreflightError) as caught:
+        run_deploy(project_dir, LOCAL, run=recorder)
+    message = str(caught.value)
+    assert "config ecr-ptc:upstreamStack of stack 'downstream'" in message
+    assert "organization/ecr-ptc/images-prod" in message and "nothing was changed" in message
+    assert [args[:2] for args, _ in recorder.calls] == [["stack", "output"]]

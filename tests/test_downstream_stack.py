@@ -12,6 +12,7 @@ from tests.iam_check import SPEC_CACHE_WRITES, iam_problems
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     UPSTREAM_ACCOUNT,
+    ProgramFailed,
     ProgramRun,
     RecordingMocks,
     expect_refusal,
@@ -272,3 +273,13 @@ def test_bad_rules_declare_nothing() -> None:
         mocks,
     )
     assert mocks.resources == [] and mocks.calls == []
+
+
+def test_an_upstream_stack_the_backend_lacks_fails_before_anything_is_created() -> None:
+    # The engine fails the stack reference's read and reports it; the program declares nothing.
+    # (`make up` and the preview workflow check that the stack exists first.)
+    mocks = RecordingMocks(DOWNSTREAM_ACCOUNT, {})
+    with pytest.raises(ProgramFailed) as caught:
+        run_program(BASE, "downstream", mocks)
+    assert "unknown stack" in " ".join(caught.value.run.errors)
+    assert [r.name for r in mocks.resources if r.typ.startswith("aws:")] == []

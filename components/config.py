@@ -162,7 +162,10 @@ class Statement(BaseModel):
     NotAction: str | list[str] | None = None
     Resource: str | list[str] | None = None
     NotResource: str | list[str] | None = None
-    Condition: dict[str, dict[str, str | bool | list[str]]] | None = None
+    # IAM condition values: strings, numbers (Numeric*, aws:MultiFactorAuthAge), booleans.
+    Condition: (
+        dict[str, dict[str, str | bool | int | float | list[str | int | float | bool]]] | None
+    ) = None
 
     @field_validator("Principal", "NotPrincipal", mode="before")
     @classmethod
@@ -855,7 +858,8 @@ def valid_account_id(key: str, value: object) -> str:
 
 
 def allowed_account_id(config: RawConfig) -> str | None:
-    """The one account `aws:allowedAccountIds` pins this stack to, or None when unpinned."""
+    """The account `aws:allowedAccountIds` pins this stack to, or None when it pins none or
+    allows several (the provider accepts any of them; the program then asks STS which)."""
     raw = config.get(ALLOWED_ACCOUNT_IDS_KEY)
     if raw is None or raw in ("", "[]"):
         return None
@@ -863,10 +867,12 @@ def allowed_account_id(config: RawConfig) -> str | None:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    valid = "a list holding the one 12-digit account ID (quoted) this stack deploys to"
-    if not isinstance(value, list) or len(value) != 1:
-        raise ConfigError(ALLOWED_ACCOUNT_IDS_KEY, value, valid)
-    return valid_account_id(f"{ALLOWED_ACCOUNT_IDS_KEY}[0]", value[0])
+    if not isinstance(value, list):
+        raise ConfigError(
+            ALLOWED_ACCOUNT_IDS_KEY, value, "a YAML list of 12-digit account IDs (quoted)"
+        )
+    accounts = [valid_account_id(f"{ALLOWED_ACCOUNT_IDS_KEY}[{i}]", v) for i, v in enumerate(value)]
+    return accounts[0] if len(accounts) == 1 else None
 
 
 def from_pulumi() -> dict[str, str]:

@@ -88,10 +88,10 @@ def stack_config_schema() -> dict[str, Any]:
             "description": f"{region['description']}: this stack's registry",
         },
         ALLOWED_ACCOUNT_IDS_KEY: {
-            "description": "the one account this stack may change (the AWS provider refuses "
-            "credentials of any other)",
+            "description": "the account this stack may change (the AWS provider refuses "
+            "credentials of any other); one account, so make plan and the program know it "
+            "offline",
             "type": "array",
-            "maxItems": 1,
             "items": {
                 "type": "string",
                 "pattern": f"^{ACCOUNT_ID_PATTERN}$",

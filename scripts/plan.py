@@ -55,8 +55,9 @@ def _account(raw: Mapping[str, str], known: str | None) -> str:
         raise ConfigError(
             ALLOWED_ACCOUNT_IDS_KEY,
             None,
-            "the one account this stack deploys to, e.g. ['111122223333']: make plan works "
-            "offline and takes the account from it (the provider also refuses any other)",
+            "the one account this stack deploys to, e.g. ['111122223333'] (exactly one): make "
+            "plan works offline and takes the account from it (the provider also refuses any "
+            "other)",
         )
     return account
 

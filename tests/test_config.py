@@ -260,3 +260,18 @@ def test_project_defaults_of_the_other_side_are_not_mistakes() -> None:
     # Pulumi.yaml's defaults reach every stack; they must not trip the check above.
     assert isinstance(parse(raw(DOWNSTREAM), "downstream"), DownstreamConfig)
     assert isinstance(parse(raw(UPSTREAM), "upstream"), UpstreamConfig)
+
+
+def test_numeric_and_boolean_condition_values_are_kept() -> None:
+    statement = {
+        "Sid": "KeepMfaGuard",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "ecr:DeleteRepository",
+        "Condition": {
+            "NumericGreaterThan": {"aws:MultiFactorAuthAge": 3600},
+            "Bool": {"aws:SecureTransport": False},
+        },
+    }
+    config = upstream(extraRegistryPolicyStatements=[statement])
+    assert config.extra_registry_policy_statements == (statement,)

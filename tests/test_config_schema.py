@@ -66,7 +66,6 @@ def with_config(stack: str, **changes: Any) -> dict[str, Any]:
         ("upstream", {"ecr-ptc:downstreamAccountIds": ["44445555666"]}, "config/ecr-ptc:downstreamAccountIds/0"),
         ("upstream", {"ecr-ptc:downstreamAccountIds": [444455556666]}, "config/ecr-ptc:downstreamAccountIds/0"),
         ("downstream", {"aws:allowedAccountIds": ["4444"]}, "config/aws:allowedAccountIds/0"),
-        ("downstream", {"aws:allowedAccountIds": ["444455556666", "777788889999"]}, "config/aws:allowedAccountIds"),
         ("downstream", {"ecr-ptc:rules": [{"ecrRepositoryPrefx": "golden"}]}, "config/ecr-ptc:rules/0"),
         ("downstream", {"ecr-ptc:repositoryTemplate": {"imageTagMutability": "SOMETIMES"}},
          "config/ecr-ptc:repositoryTemplate"),

@@ -452,14 +452,14 @@ FLEET_AND_PINNING = [
          "ecr-ptc:accounts / ecr-ptc:organizationalUnitIds", "'downstream'", "`make fleet-up`"),
     down("fleet-template-ous", {"ecr-ptc:organizationalUnitIds": ["ou-ab12-abcdefgh"]},
          "ecr-ptc:accounts / ecr-ptc:organizationalUnitIds", "'downstream'", "`make fleet-up`"),
-    down("allowed-two-accounts", {"aws:allowedAccountIds": ["444455556666", "777788889999"]},
-         "aws:allowedAccountIds", "['444455556666', '777788889999']", "the one 12-digit account ID"),
+    down("allowed-two-accounts-one-bad", {"aws:allowedAccountIds": ["444455556666", "7777"]},
+         "aws:allowedAccountIds[1]", "'7777'", "exactly 12 digits"),
     up("allowed-bad-id", {"aws:allowedAccountIds": ["4444"]},
        "aws:allowedAccountIds[0]", "'4444'", "exactly 12 digits"),
     up("allowed-unquoted-id", {"aws:allowedAccountIds": [111122223333]},
        "aws:allowedAccountIds[0]", "111122223333", "quoted"),
     up("allowed-not-a-list", {"aws:allowedAccountIds": "111122223333"},
-       "aws:allowedAccountIds", "111122223333", "a list holding the one 12-digit account ID"),
+       "aws:allowedAccountIds", "111122223333", "a YAML list of 12-digit account IDs"),
 ]
 
 OTHER = [

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from components.config_error import ConfigError
+from scripts.deploy import state_backend
 from scripts.fleet_members import (
     BATCH,
     Member,
@@ -108,20 +109,10 @@ class Outcome:
 # --- settings ---------------------------------------------------------------------------------
 
 
-def backend_url(project_dir: Path, env: Mapping[str, str]) -> str:
-    """PULUMI_BACKEND_URL, else Pulumi.yaml's `backend: url:`, else the project's local state."""
-    if env.get("PULUMI_BACKEND_URL"):
-        return env["PULUMI_BACKEND_URL"]
-    import yaml
-
-    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
-    url = (project.get("backend") or {}).get("url")
-    if url:
-        path = str(url).removeprefix("file://")
-        if str(url).startswith("file://") and not path.startswith(("/", "~")):
-            return f"file://{(project_dir / path).resolve()}"
-        return str(url)
-    return f"file://{project_dir}/.pulumi-state"
+def backend_url(project_dir: Path, env: Mapping[str, str]) -> str | None:
+    """The backend `make up` and every `pulumi` command of the project use (PULUMI_BACKEND_URL,
+    else Pulumi.yaml's `backend.url`), or None for the one `pulumi login` chose."""
+    return state_backend(env, project_dir)
 
 
 def available_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -369,7 +360,7 @@ def comment(summaries: Sequence[Mapping[str, Any]]) -> str:
 # --- the Automation API runner ----------------------------------------------------------------
 
 
-def project_settings(project_dir: Path, backend: str) -> dict[str, Any]:
+def project_settings(project_dir: Path, backend: str | None) -> dict[str, Any]:
     """The project's Pulumi.yaml (name, config schema) for a member's own workspace directory:
     the program is the project's (through the `program` link), its virtualenv the project's
     absolute `.venv`, the backend the project's."""
@@ -386,11 +377,14 @@ def project_settings(project_dir: Path, backend: str) -> dict[str, Any]:
     settings["runtime"] = runtime
     # Pulumi accepts only a relative `main` inside the project directory: hence the link.
     settings["main"] = PROGRAM_LINK
-    settings["backend"] = {"url": backend}
+    if backend is not None:
+        settings["backend"] = {"url": backend}
+    else:
+        settings.pop("backend", None)
     return settings
 
 
-def prepare_workspace(work_dir: Path, project_dir: Path, backend: str) -> None:
+def prepare_workspace(work_dir: Path, project_dir: Path, backend: str | None) -> None:
     import yaml
 
     (work_dir / PROGRAM_LINK).symlink_to(project_dir.resolve(), target_is_directory=True)
@@ -430,7 +424,9 @@ class AutomationRunner:
 
         self.project_dir = project_dir.resolve()
         self.backend = backend_url(self.project_dir, os.environ if env is None else env)
-        self.env = {"PULUMI_BACKEND_URL": self.backend, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        self.env = {"PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if self.backend is not None:
+            self.env["PULUMI_BACKEND_URL"] = self.backend
         self.policy_packs = [str(self.project_dir / POLICY_PACK)]
         self.workspace_factory = workspace_factory or auto.LocalWorkspace
         self.stack_factory = stack_factory or auto.Stack.create_or_select
@@ -478,14 +474,17 @@ class NotReady(Exception):
     """Something every member needs is missing; the message says what and how to fix it."""
 
 
-def check_ready(env: Mapping[str, str], backend: str, which: Callable[[str], str | None]) -> None:
+def check_ready(
+    env: Mapping[str, str], backend: str | None, which: Callable[[str], str | None]
+) -> None:
     """Fail once, before any member runs, rather than once per member."""
     if which("pulumi") is None:
         raise NotReady(
             "the Pulumi CLI (`pulumi`) is not on PATH; the Automation API runs it for every "
             "member. Install it (https://www.pulumi.com/docs/iac/download-install/) and retry."
         )
-    self_managed = not backend.startswith(("https://", "http://"))
+    # The backend of `pulumi login` (None) is the CLI's to check.
+    self_managed = backend is not None and not backend.startswith(("https://", "http://"))
     passphrase = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
     if self_managed and not any(v in env for v in passphrase):
         raise NotReady(

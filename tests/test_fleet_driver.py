@@ -359,7 +359,7 @@ def test_each_member_gets_its_own_workspace_running_the_project_program(tmp_path
 
 def test_backend_from_the_environment_then_pulumi_yaml_then_the_local_state(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.yaml").write_text("name: ecr-ptc\nruntime: python\n")
-    assert backend_url(tmp_path, {}) == f"file://{tmp_path}/.pulumi-state"
+    assert backend_url(tmp_path, {}) is None, "no backend declared: the one of `pulumi login`"
     (tmp_path / "Pulumi.yaml").write_text(
         "name: ecr-ptc\nruntime: python\nbackend:\n  url: s3://b/p\n"
     )
@@ -377,7 +377,9 @@ def test_bench_prints_the_overhead_for_each_fleet_size(capsys: pytest.CaptureFix
 
 
 def test_without_the_pulumi_cli_or_a_passphrase_nothing_runs(tmp_path: Path) -> None:
-    (tmp_path / "Pulumi.yaml").write_text("name: ecr-ptc\nruntime: python\n")
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: ecr-ptc\nruntime: python\nbackend:\n  url: file://./.pulumi-state\n"
+    )
     (tmp_path / "Pulumi.downstream.yaml").write_text(
         yaml.safe_dump({"config": {**TEMPLATE_BASE, "ecr-ptc:accounts": ["210000000000"]}})
     )

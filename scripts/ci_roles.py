@@ -451,12 +451,22 @@ def state_statements(
     base = f"{prefix}/" if prefix else ""
     s3 = f"arn:{stack.partition}:s3:::{bucket}"
     listing = {"StringLike": {"s3:prefix": f"{base}*"}} if base else None
+    state = f"{s3}/{base}.pulumi"
     statements = [
         statement("ListStateUnderPrefix", ["s3:ListBucket"], [s3], listing),
-        statement("ReadState", ["s3:GetObject"], [f"{s3}/{base}*"]),
+        # This project's stacks only (a shared bucket or prefix may hold other projects').
+        statement(
+            "ReadProjectState",
+            ["s3:GetObject"],
+            [
+                f"{state}/meta.yaml",
+                f"{state}/stacks/{PROJECT_NAME}/*",
+                f"{state}/*/{PROJECT_NAME}/*",
+            ],
+        ),
     ]
     if deploy:
-        own = f"{s3}/{base}.pulumi"
+        own = state
         statements.append(
             statement(
                 "WriteOwnStackState",

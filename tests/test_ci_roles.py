@@ -261,3 +261,13 @@ def test_a_fleet_template_is_pointed_to_the_fleet_prerequisites(tmp_path: Path) 
     fleet = project(tmp_path, '  ecr-ptc:accounts:\n    - "444455556666"\n')
     with pytest.raises(Exception, match=r"fleet template.*README \"Fleet\""):
         roles(project_dir=fleet)
+
+
+def test_state_reads_stay_within_this_project() -> None:
+    state = "arn:aws:s3:::acme-pulumi-state/ecr-ptc/.pulumi"
+    for name, role in roles(S3).items():
+        policy = role["permissionPolicy"]
+        assert grants(policy, "s3:GetObject", f"{state}/stacks/ecr-ptc/upstream.json"), name
+        assert grants(policy, "s3:GetObject", f"{state}/meta.yaml"), name
+        assert not grants(policy, "s3:GetObject", f"{state}/stacks/payroll/prod.json"), name
+        assert not grants(policy, "s3:GetObject", f"{state}/history/payroll/prod/x.json"), name

@@ -122,6 +122,61 @@ def test_every_first_version_resource_keeps_its_urn(case: str) -> None:
     assert missing == [], f"would be replaced on upgrade: {missing}"
 
 
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _engine_form(mock_urns: list[str]) -> set[str]:
+    """The recorded URNs as the Pulumi engine writes them: the full chain of parent types, and
+    nothing for the root stack (the mock monitor keeps only the parent's own type). In 0.1.0
+    each component type had one resource, so the chain follows from the parent's type."""
+    by_type = {q.split("::")[0].split("$")[-1]: q for q in mock_urns}
+
+    def chain(qualified: str) -> str:
+        parent_type, _, typ = qualified.split("::")[0].rpartition("$")
+        if parent_type in ("", STACK_TYPE):
+            return typ
+        return f"{chain(by_type[parent_type])}${typ}"
+
+    return {f"{chain(q)}::{q.rsplit('::', 1)[-1]}" for q in mock_urns}
+
+
+def _engine_answers(run: ProgramRun) -> set[str]:
+    """Every URN (engine form: type chain and name) a resource answers to, with the engine's
+    rules: its own, its alias specs, and each URN its parent answers to with its type appended."""
+    regs = {r.urn: r for r in run.monitor.registrations.values()}
+    [root] = [urn for urn, r in regs.items() if r.typ == STACK_TYPE]
+    memo: dict[str, set[str]] = {}
+
+    def under(parent_chain: str | None, typ: str) -> str:
+        return typ if not parent_chain else f"{parent_chain}${typ}"
+
+    def chains(urn: str) -> set[str | None]:
+        """The type chains (None: the root stack) the resource `urn` answers to."""
+        if urn == root or urn not in regs:
+            return {None}
+        if urn in memo:
+            return set(memo[urn])
+        reg = regs[urn]
+        found: set[str] = set()
+        parents = chains(reg.parent)
+        found |= {under(p, reg.typ) for p in parents}
+        for _, typ, parent_urn, no_parent in reg.aliases:
+            alias_parents = {None} if no_parent else (chains(parent_urn) if parent_urn else parents)
+            found |= {under(p, typ or reg.typ) for p in alias_parents}
+        memo[urn] = found
+        return set(found)
+
+    return {f"{c}::{_name(r)}" for urn, r in regs.items() if urn != root for c in chains(urn)}
+
+
+@pytest.mark.parametrize("case", sorted(V1_URNS))
+def test_every_first_version_urn_is_kept_by_the_engines_rules(case: str) -> None:
+    stack, account, config = CONFIGS[case]
+    run = run_program(config, stack, RecordingMocks(account, {UPSTREAM_STACK: UPSTREAM_OUTPUTS}))
+    missing = sorted(_engine_form(V1_URNS[case]) - _engine_answers(run))
+    assert missing == [], f"would be replaced on upgrade: {missing}"
+
+
 def test_the_components_carry_the_package_types() -> None:
     stack, account, config = CONFIGS["downstream-full"]
     run = run_program(config, stack, RecordingMocks(account, {UPSTREAM_STACK: UPSTREAM_OUTPUTS}))

@@ -28,21 +28,13 @@ from tests.pulumi_run import (
     expect_refusal,
     run_program,
 )
-from tests.test_downstream_stack import UPSTREAM_OUTPUTS, UPSTREAM_STACK
+from tests.test_downstream_stack import BASE, UPSTREAM_OUTPUTS, UPSTREAM_STACK
 
 UP: dict[str, Any] = {
     "aws:region": "us-east-1",
     "ecr-ptc:downstreamAccountIds": [DOWNSTREAM_ACCOUNT, "777788889999"],
 }
-DOWN: dict[str, Any] = {
-    "aws:region": "eu-west-1",
-    "ecr-ptc:upstreamStack": UPSTREAM_STACK,
-    "ecr-ptc:rules": [
-        {"ecrRepositoryPrefix": "central"},
-        {"ecrRepositoryPrefix": "golden", "upstreamRepositoryPrefix": "golden"},
-    ],
-    "ecr-ptc:regions": ["eu-west-1", "eu-central-1"],
-}
+DOWN: dict[str, Any] = BASE
 # A downstream with an upstream managed elsewhere (ecr-ptc:upstreamAccountId/upstreamRegion).
 DIRECT: dict[str, Any] = {
     "aws:region": "eu-west-1",

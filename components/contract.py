@@ -95,15 +95,19 @@ class UpstreamFacts:
 
     account_id: str
     region: Region
-    repository_arn_pattern: str
     downstream_account_ids: tuple[str, ...] | None  # None: not known (registry managed elsewhere)
     organization_id: str | None
-    repository_prefix: str | None  # the shared namespace, from the pattern; None: everything
+    repository_prefix: str | None  # the shared namespace; None: everything
     organizational_unit_paths: tuple[str, ...] = ()
 
     @property
     def registry_url(self) -> str:
         return registry_host(self.account_id, self.region)
+
+    @property
+    def repository_arn_pattern(self) -> str:
+        """The shared repositories: `repository/*`, or `repository/<prefix>/*`."""
+        return shared_repository_arn_pattern(self.region, self.account_id, self.repository_prefix)
 
     @property
     def grants_by_organization(self) -> bool:
@@ -163,7 +167,6 @@ class UpstreamFacts:
         return UpstreamFacts(
             account_id=account,
             region=where,
-            repository_arn_pattern=pattern,
             downstream_account_ids=tuple(parsed.downstreamAccountIds),
             organization_id=parsed.organizationId,
             repository_prefix=None if resource == "*" else shared,

@@ -24,7 +24,7 @@ from components.config import (
 )
 from components.config_error import ConfigError
 from components.config_messages import config_error
-from components.contract import UpstreamFacts, shared_repository_arn_pattern
+from components.contract import UpstreamFacts
 from components.declare import declare
 from components.declare import outputs as resolve_outputs
 from components.plan import CONSUMERS, MAIN, TEMPLATES, StackPlan, plan_downstream
@@ -146,9 +146,6 @@ def upstream_facts(values: dict[str, Any]) -> UpstreamFacts:
     return UpstreamFacts(
         account_id=upstream.account_id,
         region=where,
-        repository_arn_pattern=shared_repository_arn_pattern(
-            where, upstream.account_id, upstream.repository_prefix
-        ),
         # None: not told whom the upstream grants, so nothing to check this account against.
         downstream_account_ids=None if accounts is None else tuple(accounts),
         organization_id=upstream.organization_id,

@@ -140,9 +140,6 @@ def upstream_facts(config: UpstreamConfig, account_id: str) -> UpstreamFacts:
     return UpstreamFacts(
         account_id=account_id,
         region=config.region,
-        repository_arn_pattern=shared_repository_arn_pattern(
-            config.region, account_id, config.repository_prefix
-        ),
         downstream_account_ids=config.downstream_account_ids,
         organization_id=config.organization_id,
         repository_prefix=config.repository_prefix,

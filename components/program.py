@@ -142,9 +142,6 @@ def direct_upstream(config: DownstreamConfig) -> UpstreamFacts | None:
     return UpstreamFacts(
         account_id=direct.account_id,
         region=direct.region,
-        repository_arn_pattern=contract.shared_repository_arn_pattern(
-            direct.region, direct.account_id, None
-        ),
         downstream_account_ids=None,
         organization_id=None,
         repository_prefix=None,

@@ -5,6 +5,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 
 from components import config as keys
+from components import contract
 from components.arguments import (
     as_argument_error,
     caller_account,
@@ -100,9 +101,11 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         declare(planned.resources, {MAIN: self})
         self.account_id = pulumi.Output.from_input(planned.account_id)
-        self.registry_url = pulumi.Output.from_input(planned.outputs["upstreamRegistryUrl"])
+        self.registry_url = pulumi.Output.from_input(
+            planned.outputs[contract.UPSTREAM_REGISTRY_URL]
+        )
         self.repository_arn_pattern = pulumi.Output.from_input(
-            planned.outputs["repositoryArnPattern"]
+            planned.outputs[contract.REPOSITORY_ARN_PATTERN]
         )
         self.outputs = pulumi.Output.from_input(dict(planned.outputs))
         self.register_outputs(

@@ -25,7 +25,7 @@ from typing import Any
 from components import quotas
 from components.aws_names import region
 from components.config import CacheRule, DownstreamConfig, parse_downstream
-from components.contract import UpstreamFacts, shared_repository_arn_pattern
+from components.contract import UpstreamFacts
 from components.plan import (
     consumer_policy_text,
     plan_downstream,
@@ -93,7 +93,6 @@ def upstream_facts() -> UpstreamFacts:
     return UpstreamFacts(
         account_id=UPSTREAM_ACCOUNT,
         region=where,
-        repository_arn_pattern=shared_repository_arn_pattern(where, UPSTREAM_ACCOUNT, None),
         downstream_account_ids=(DOWNSTREAM_ACCOUNT,),
         organization_id=None,
         repository_prefix=None,

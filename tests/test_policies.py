@@ -94,8 +94,10 @@ def test_trust_policy_is_exactly_the_pull_through_cache_service() -> None:
     assert len(canonical_json(document)) <= quotas.ROLE_TRUST_POLICY_MAX_CHARS
 
 
-def _facts(pattern: str = PATTERN) -> UpstreamFacts:
-    return UpstreamFacts("111122223333", UP, pattern, ("444455556666",), None, None)
+def _facts() -> UpstreamFacts:
+    facts = UpstreamFacts("111122223333", UP, ("444455556666",), None, None)
+    assert facts.repository_arn_pattern == PATTERN
+    return facts
 
 
 def _config(*rules: CacheRule, regions: tuple[str, ...] = ("eu-west-1",)) -> DownstreamConfig:
@@ -147,9 +149,8 @@ def test_root_cache_prefix_covers_every_repository_of_the_account() -> None:
 
 def test_china_partition_arns() -> None:
     cn = region("cn-north-1")
-    facts = UpstreamFacts(
-        "111122223333", cn, "arn:aws-cn:ecr:cn-north-1:111122223333:repository/*", None, None, None
-    )
+    facts = UpstreamFacts("111122223333", cn, None, None, None)
+    assert facts.repository_arn_pattern == "arn:aws-cn:ecr:cn-north-1:111122223333:repository/*"
     config = DownstreamConfig(
         region("cn-northwest-1"),
         (region("cn-northwest-1"),),

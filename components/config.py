@@ -128,8 +128,6 @@ KEYS: tuple[Key, ...] = (
     *FLEET_KEYS,
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
-# Keys of other namespaces that this program reads.
-AWS_KEYS = (AWS_REGION_KEY, ALLOWED_ACCOUNT_IDS_KEY)
 
 
 # --- models: the shape and the value rules of each side's config --------------------------------
@@ -144,9 +142,6 @@ class _Model(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
     )
-
-
-StringList = Annotated[list[str], Field()]
 
 
 class Statement(BaseModel):

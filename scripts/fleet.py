@@ -196,7 +196,7 @@ def orphans(template: str, fleet: Iterable[Member], backend_stacks: Iterable[str
     pattern = member_stack_pattern(template)
     current = {m.stack for m in fleet}
     names = {name.rsplit("/", 1)[-1] for name in backend_stacks}
-    return sorted(n for n in names if pattern.match(n) and n not in current)
+    return sorted(n for n in names if pattern.fullmatch(n) and n not in current)
 
 
 @dataclass
@@ -262,7 +262,7 @@ def run_fleet(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pruned = pool.map(
                 lambda s: _timed(
-                    pattern.match(s)[1],  # type: ignore[index]
+                    pattern.fullmatch(s)[1],  # type: ignore[index]
                     s,
                     lambda: runner.prune(s),
                     PRUNED,

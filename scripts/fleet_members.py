@@ -17,23 +17,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.config import parse_fleet
+from components import config as keys
+from components.config import is_fleet_template, parse_fleet
 from components.config_error import ConfigError
 from scripts.stack_files import cli_config, qualify
 
-NAMESPACE = "ecr-ptc"
-ACCOUNTS = f"{NAMESPACE}:accounts"
-ORGANIZATIONAL_UNIT_IDS = f"{NAMESPACE}:organizationalUnitIds"
-EXCLUDE_ACCOUNT_IDS = f"{NAMESPACE}:excludeAccountIds"
-ACCOUNT_ROLE_NAME = f"{NAMESPACE}:accountRoleName"
-FLEET_KEYS = (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS, EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME)
+ACCOUNTS = keys.ACCOUNTS.full
+ORGANIZATIONAL_UNIT_IDS = keys.ORGANIZATIONAL_UNIT_IDS.full
+EXCLUDE_ACCOUNT_IDS = keys.EXCLUDE_ACCOUNT_IDS.full
+ACCOUNT_ROLE_NAME = keys.ACCOUNT_ROLE_NAME.full
+FLEET_KEYS = tuple(k.full for k in keys.FLEET_KEYS)
 
 # Provider settings the fleet writes into each member: a template must leave them to the fleet.
-ALLOWED_ACCOUNT_IDS = "aws:allowedAccountIds"
+ALLOWED_ACCOUNT_IDS = keys.ALLOWED_ACCOUNT_IDS_KEY
 ASSUME_ROLES = "aws:assumeRoles"
 PROVIDER_KEYS_SET_BY_FLEET = (ALLOWED_ACCOUNT_IDS, ASSUME_ROLES, "aws:assumeRole", "aws:profile")
-AWS_REGION = "aws:region"
-SIDE = f"{NAMESPACE}:side"
+AWS_REGION = keys.AWS_REGION_KEY
+SIDE = keys.SIDE.full
 
 ACTIVE = "ACTIVE"
 
@@ -62,11 +62,11 @@ def member_stack(template_stack: str, account_id: str) -> str:
 
 def member_stack_pattern(template_stack: str) -> re.Pattern[str]:
     """Stack names that belong to this template's fleet, whether still members or not."""
-    return re.compile(rf"^{re.escape(template_stack)}-(\d{{12}})$")
+    return re.compile(rf"{re.escape(template_stack)}-([0-9]{{12}})", re.ASCII)
 
 
 def is_template(config: Mapping[str, Any]) -> bool:
-    return any(config.get(key) not in (None, [], "") for key in (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS))
+    return is_fleet_template(cli_config(config))
 
 
 def check_template(template_stack: str, config: Mapping[str, Any]) -> None:

@@ -198,7 +198,7 @@ MAX_MATRIX_JOBS = 256  # GitHub Actions: at most 256 jobs per matrix
 
 def parse_batch(value: str) -> tuple[int, int]:
     """`i/N` (1-based) -> (i, N)."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value, re.ASCII)
     if match is None or not 1 <= int(match[1]) <= int(match[2]):
         raise ConfigError(BATCH, value, "i/N with 1 <= i <= N, e.g. 2/8 (the 2nd of 8 batches)")
     return int(match[1]), int(match[2])

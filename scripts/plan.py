@@ -47,6 +47,8 @@ class StackResult:
     plan: StackPlan | None = None
     error: ConfigError | None = None
     notes: list[str] = field(default_factory=list)
+    # The stack's config as `pulumi config` shows it (a fleet member's: its generated config).
+    values: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _account(raw: Mapping[str, str], known: str | None) -> str:
@@ -142,7 +144,7 @@ def plan_repository(
     upstream_outputs: dict[str, Mapping[str, Any]] = {}
     refused: dict[str, ConfigError] = {}
     for name in [n for n in every if sides.get(n) == "upstream"]:
-        result = StackResult(name, name)
+        result = StackResult(name, name, values=files[name])
         try:
             result.plan = _plan_one(name, files[name], project_dir, {}, {}, known.get(name))
             upstream_outputs[name] = result.plan.outputs
@@ -153,7 +155,7 @@ def plan_repository(
     for name in [n for n in wanted if sides.get(n) == "downstream"]:
         values = files[name]
         if not is_fleet_template(cli_config(values, project_dir)):
-            result = StackResult(name, name)
+            result = StackResult(name, name, values=values)
             try:
                 result.plan = _plan_one(
                     name, values, project_dir, upstream_outputs, refused, known.get(name)
@@ -192,7 +194,7 @@ def _plan_fleet(
         found = members_of(template, values)
     results = []
     for member in found:
-        result = StackResult(member.stack, template, notes=list(notes))
+        result = StackResult(member.stack, template, notes=list(notes), values=member.config)
         try:
             result.plan = _plan_one(
                 member.stack, member.config, project_dir, upstream_outputs, refused

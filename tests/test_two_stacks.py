@@ -11,9 +11,9 @@ import yaml
 
 from components import contract
 from components.aws_names import known_regions, region, registry_host
-from components.config import KEYS, allowed_account_id, resolve_side
+from components.config import KEYS
 from scripts.plan import plan_repository
-from scripts.stack_files import cli_config, stack_file_config, stack_names
+from scripts.stack_files import stack_file_config, stack_names
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     PROJECT_DIR,
@@ -28,20 +28,18 @@ UPSTREAM_STACK = "organization/ecr-ptc/upstream"
 
 
 def _deploy(project_dir: Path = PROJECT_DIR) -> dict[str, ProgramRun]:
-    """Run every stack file of `project_dir` under mocks, as `make up` would deploy them: each
-    with the account its aws:allowedAccountIds pins, the upstreams first, each downstream
-    reading the outputs of the upstream stack it names. Nothing here knows what the files say,
-    so a user's own accounts, regions and rules keep these tests green."""
+    """Run every stack of `project_dir` under mocks as `make up` (or `make fleet-up`, for a
+    fleet template's members) would deploy them: in `make plan`'s order (upstreams first), each
+    with the account its plan names, each downstream reading the outputs of the upstream stack
+    it names. Nothing here knows what the files say, so a user's own accounts, regions, rules
+    and fleets keep these tests green."""
     runs: dict[str, ProgramRun] = {}
-    files = {name: stack_file_config(project_dir, name) for name in stack_names(project_dir)}
-    sides = {n: resolve_side(cli_config(v, project_dir), n) for n, v in files.items()}
-    for name in sorted(files, key=lambda n: sides[n] != "upstream"):
-        values = files[name]
-        account = allowed_account_id(cli_config(values, project_dir))
-        assert account is not None, f"Pulumi.{name}.yaml pins no account"
-        upstream = str(values.get("ecr-ptc:upstreamStack", ""))
+    for result in plan_repository(project_dir):
+        assert result.plan is not None, f"{result.stack}: {result.error}"
+        upstream = str(result.values.get("ecr-ptc:upstreamStack", ""))
         outputs = {upstream: runs[upstream.rsplit("/", 1)[-1]].outputs} if upstream else {}
-        runs[name] = run_program(values, name, RecordingMocks(account, outputs))
+        mocks = RecordingMocks(result.plan.account_id, outputs)
+        runs[result.stack] = run_program(dict(result.values), result.stack, mocks)
     return runs
 
 
@@ -54,7 +52,9 @@ def test_shipped_stack_files_plan_cleanly() -> None:
 
 def test_shipped_stacks_evaluate_connect_and_declare_their_plan() -> None:
     runs = _deploy()
-    planned = {r.stack: r.plan for r in plan_repository()}
+    results = plan_repository()
+    planned = {r.stack: r.plan for r in results}
+    planned_values = {r.stack: r.values for r in results}
     for name, run in runs.items():
         plan = planned[name]
         assert plan is not None
@@ -66,7 +66,7 @@ def test_shipped_stacks_evaluate_connect_and_declare_their_plan() -> None:
         )
         assert set(run.outputs) == set(outputs), name
         if plan.side == "downstream":
-            config = stack_file_config(PROJECT_DIR, name)
+            config = planned_values[name]
             upstream = runs[str(config["ecr-ptc:upstreamStack"]).rsplit("/", 1)[-1]].outputs
             rules = run.mocks.of_type(RULE)
             assert {r.inputs["upstreamRegistryUrl"] for r in rules} == {

@@ -4,7 +4,6 @@ project's config schema."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
@@ -20,6 +19,7 @@ from tests.pulumi_run import (
     UPSTREAM_ACCOUNT,
     ProgramRun,
     RecordingMocks,
+    fixture_project,
     run_program,
 )
 
@@ -78,10 +78,9 @@ def test_shipped_stacks_evaluate_connect_and_declare_their_plan() -> None:
 
 
 def _edited_copy(tmp_path: Path) -> Path:
-    """The shipped stack files as a new user edits them: other accounts, one more region, one
+    """The example stack files as a new user edits them: other accounts, one more region, one
     more rule."""
-    for name in ("Pulumi.yaml", "Pulumi.upstream.yaml", "Pulumi.downstream.yaml"):
-        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    fixture_project(tmp_path)
     up = yaml.safe_load((tmp_path / "Pulumi.upstream.yaml").read_text())
     up["config"]["aws:allowedAccountIds"] = ["210987654321"]
     up["config"]["ecr-ptc:downstreamAccountIds"] = ["123456789012"]

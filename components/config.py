@@ -33,7 +33,14 @@ from components import quotas
 from components.aws_names import ROOT_PREFIX, Region, region, repositories_under
 from components.config_error import ConfigError
 from components.config_messages import config_error
-from components.policies import OWNED_SIDS, CacheReadGrant, denies_granted_actions
+from components.policies import OWNED_SIDS, CacheReadGrant, canonical_statement
+from components.policy_rules import (
+    CACHE_READ_ACTIONS,
+    Grant,
+    Registry,
+    denied_reads,
+    statement_problems,
+)
 from components.values import (
     AccountId,
     KmsKeyArn,
@@ -151,16 +158,15 @@ class Statement(BaseModel):
 
     Sid: StatementId | None = None
     Effect: Literal["Allow", "Deny"]
-    Principal: Literal["*"] | dict[str, str | list[str]] | None = None
-    NotPrincipal: dict[str, str | list[str]] | None = None
+    Principal: Literal["*"] | dict[str, Any] | None = None
+    NotPrincipal: dict[str, Any] | None = None
     Action: str | list[str] | None = None
     NotAction: str | list[str] | None = None
     Resource: str | list[str] | None = None
     NotResource: str | list[str] | None = None
-    # IAM condition values: strings, numbers (Numeric*, aws:MultiFactorAuthAge), booleans.
-    Condition: (
-        dict[str, dict[str, str | bool | int | float | list[str | int | float | bool]]] | None
-    ) = None
+    # Operators, keys and values (strings, numbers, booleans) are checked by policy_rules, which
+    # the policy pack shares, with messages that say which operator or value is wrong.
+    Condition: dict[str, Any] | None = None
 
     @field_validator("Principal", "NotPrincipal", mode="before")
     @classmethod
@@ -488,13 +494,45 @@ def _namespace(prefix: str) -> str:
     return prefix.rstrip("/")
 
 
-def _extra_statements(model: UpstreamModel, grant: CacheReadGrant) -> tuple[dict[str, Any], ...]:
+def statement_registry(
+    region_here: Region, organization_id: str | None, account_id: str | None = None
+) -> Registry:
+    """The registry an upstream's extra statements belong to, as far as the stack knows it."""
+    return Registry(
+        partition=region_here.partition,
+        region=region_here.name,
+        account_id=account_id,
+        knows_grant=True,
+        organization_id=organization_id,
+    )
+
+
+def refuse_statement_problems(statements: Sequence[Mapping[str, Any]], registry: Registry) -> None:
+    """The first rule of policy_rules (shared with the policy pack) that a statement breaks."""
+    key = EXTRA_REGISTRY_POLICY_STATEMENTS.full
+    for i, statement in enumerate(statements):
+        for problem in statement_problems(statement, registry):
+            raise ConfigError(f"{key}[{i}]{problem.path}", problem.value, problem.valid)
+
+
+def _extra_statements(
+    model: UpstreamModel, grant: CacheReadGrant, registry: Registry
+) -> tuple[dict[str, Any], ...]:
     key = EXTRA_REGISTRY_POLICY_STATEMENTS.full
     sids: dict[str, int] = {}
+    documents = [s.model_dump(exclude_none=True) for s in model.extra_registry_policy_statements]
+    refuse_statement_problems(documents, registry)
+    granted = Grant(
+        account_ids=grant.account_ids,
+        everyone=grant.any_principal,
+        repositories=(repositories_under(model.repository_prefix),),
+        actions=CACHE_READ_ACTIONS,
+    )
     statements = []
-    for i, s in enumerate(model.extra_registry_policy_statements):
+    for i, (s, document) in enumerate(
+        zip(model.extra_registry_policy_statements, documents, strict=True)
+    ):
         here = f"{key}[{i}]"
-        document = s.model_dump(exclude_none=True)
         if s.Sid is not None:
             if s.Sid in OWNED_SIDS:
                 raise ConfigError(
@@ -507,18 +545,23 @@ def _extra_statements(model: UpstreamModel, grant: CacheReadGrant) -> tuple[dict
                     f"{here}.Sid", s.Sid, f"a unique Sid; item {sids[s.Sid]} has it too"
                 )
             sids[s.Sid] = i
-        denied = denies_granted_actions(
-            document, grant, repositories_under(model.repository_prefix)
-        )
+        grantees, denied = denied_reads(document, granted)
         if denied:
+            whom = (
+                "every account this stack grants"
+                if grantees == ["every grantee"]
+                else f"the granted account {', '.join(grantees)}"
+            )
             raise ConfigError(
                 here,
                 document,
-                f"a statement that does not deny {', '.join(denied)} to the accounts this stack "
-                "grants without a Condition: it would break every pull through the cache. A "
-                "Deny guard needs a Condition (e.g. StringNotEquals aws:PrincipalOrgID)",
+                f"a statement that does not deny {', '.join(denied)} to {whom} on the shared "
+                f"repositories ({granted.repositories[0]}) without a Condition: it would break "
+                "pulls through the cache. A Deny guard needs a Condition (e.g. StringNotEquals "
+                "aws:PrincipalOrgID); a Deny of named roles, of some repositories, or of accounts "
+                "outside the grant is kept",
             )
-        statements.append(document)
+        statements.append(canonical_statement(document))
     return tuple(statements)
 
 
@@ -575,7 +618,7 @@ def parse_upstream(config: RawConfig) -> UpstreamConfig:
         model.organization_id,
         tuple(sorted(model.organizational_unit_paths)),
     )
-    extra = _extra_statements(model, grant)
+    extra = _extra_statements(model, grant, statement_registry(here, model.organization_id))
     if extra and model.grant_via != "registry":
         raise ConfigError(
             EXTRA_REGISTRY_POLICY_STATEMENTS.full,

@@ -6,7 +6,6 @@ order of the inputs, so a preview diff shows a change only when the grant change
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 from components.aws_names import account_root_arn
 from components.config_error import ConfigError
+from components.policy_rules import CACHE_READ_ACTIONS
 
 PolicyDocument = dict[str, Any]
 Statement = dict[str, Any]
@@ -21,13 +21,8 @@ Statement = dict[str, Any]
 POLICY_VERSION = "2012-10-17"
 
 # What the upstream grants the downstream accounts, and what the cache role may do with upstream
-# images: read the image and its layers, and ask the upstream to export it to the cache.
-CACHE_READ_ACTIONS = (
-    "ecr:BatchGetImage",
-    "ecr:BatchImportUpstreamImage",
-    "ecr:GetDownloadUrlForLayer",
-    "ecr:GetImageCopyStatus",
-)
+# images: read the image and its layers, and ask the upstream to export it to the cache
+# (policy_rules.CACHE_READ_ACTIONS, which the policy pack shares).
 # What the cache role may do to the cache repositories of its own account: write the copied image.
 CACHE_WRITE_ACTIONS = (
     "ecr:CompleteLayerUpload",
@@ -154,65 +149,35 @@ def upstream_read_statements(grant: CacheReadGrant, resource: str | None) -> lis
     return statements
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
+def _canonical_values(values: Any) -> Any:
+    """A list IAM reads as a set, sorted and without repeats; one value stays one value."""
+    if not isinstance(values, list):
+        return values
+    unique = sorted({canonical_json({"v": v}): v for v in values}.items())
+    return unique[0][1] if len(unique) == 1 else [v for _, v in unique]
 
 
-def _concrete_prefix(pattern: str) -> str:
-    return pattern.split("*", 1)[0]
-
-
-def _repository_part(resource: str) -> str:
-    return "*" if resource == "*" else resource.split(":repository/", 1)[-1]
-
-
-def _may_overlap(a: str, b: str) -> bool:
-    """Whether two repository-name globs can match a common name (judged by the text before the
-    first wildcard: one must extend the other)."""
-    pa, pb = _concrete_prefix(a), _concrete_prefix(b)
-    if "*" not in a and "*" not in b:
-        return a == b
-    return pa.startswith(pb) or pb.startswith(pa)
-
-
-def _applies_to_grantees(statement: Mapping[str, Any], grant: CacheReadGrant) -> bool:
-    if "NotPrincipal" in statement:
-        return True
-    principal = statement.get("Principal")
-    if principal == "*":
-        return True
-    aws = _as_list(principal.get("AWS")) if isinstance(principal, dict) else []
-    if not aws:
-        return False
-    if "*" in aws or grant.any_principal:
-        return True
-    return any(f":{a}:" in p or p == a for p in aws for a in grant.account_ids)
-
-
-def denies_granted_actions(
-    statement: Mapping[str, Any], grant: CacheReadGrant, shared_repositories: str = "*"
-) -> list[str]:
-    """The actions of the grant that `statement` denies, with no Condition, to the grantees on
-    the shared repositories: a Deny like that makes every pull through the cache fail."""
-    if statement.get("Effect") != "Deny" or statement.get("Condition"):
-        return []
-    if not _applies_to_grantees(statement, grant):
-        return []
-    if "Resource" in statement and not any(
-        _may_overlap(_repository_part(r), shared_repositories)
-        for r in _as_list(statement["Resource"])
-    ):
-        return []
-
-    def matches(action: str, patterns: list[Any]) -> bool:
-        return any(fnmatch.fnmatchcase(action.lower(), str(p).lower()) for p in patterns)
-
-    if "NotAction" in statement:
-        kept = _as_list(statement["NotAction"])
-        return [a for a in CACHE_READ_ACTIONS if not matches(a, kept)]
-    return [a for a in CACHE_READ_ACTIONS if matches(a, _as_list(statement.get("Action")))]
+def canonical_statement(statement: Mapping[str, Any]) -> Statement:
+    """`statement` with every list that IAM treats as a set in one order: the same grant gives
+    the same text whatever order a stack file lists actions, resources, principals or
+    condition values in."""
+    out: Statement = dict(statement)
+    for element in ("Action", "NotAction", "Resource", "NotResource"):
+        if element in out:
+            out[element] = _canonical_values(out[element])
+    for element in ("Principal", "NotPrincipal"):
+        if isinstance(out.get(element), Mapping):
+            out[element] = {k: _canonical_values(v) for k, v in out[element].items()}
+    if isinstance(out.get("Condition"), Mapping):
+        out["Condition"] = {
+            operator: (
+                {k: _canonical_values(v) for k, v in block.items()}
+                if isinstance(block, Mapping)
+                else block
+            )
+            for operator, block in out["Condition"].items()
+        }
+    return out
 
 
 def policy_document(statements: Iterable[Statement]) -> PolicyDocument:

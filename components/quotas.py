@@ -1,6 +1,8 @@
-"""AWS quotas this program designs around: the one place each number lives.
+"""AWS quotas and API bounds this program designs around: the one place each number lives.
 
-Sources: shared/docs/ptc-facts.md ("Quotas"), from the Amazon ECR and IAM quota pages.
+Sources: the Amazon ECR and IAM quota pages, and the pinned botocore's ECR service model (its
+`min`/`max` of each shape; tests/test_api_bounds.py checks every number that botocore states
+against it). This module imports nothing: the policy pack uses it too.
 """
 
 # Pull-through-cache rules per registry (one account, one region). Not adjustable.
@@ -17,7 +19,8 @@ ROLE_TRUST_POLICY_MAX_CHARS = 2_048
 PREFIX_MIN_CHARS = 2
 PREFIX_MAX_CHARS = 30
 
-# ECR repository names (CreateRepository).
+# ECR repository names (CreateRepository; botocore's RepositoryName).
+REPOSITORY_NAME_MIN_CHARS = 2
 REPOSITORY_NAME_MAX_CHARS = 256
 
 # IAM role names.
@@ -28,3 +31,14 @@ MAX_TAGS_PER_RESOURCE = 50
 TAG_KEY_MAX_CHARS = 128
 TAG_VALUE_MAX_CHARS = 256
 TEMPLATE_DESCRIPTION_MAX_CHARS = 256
+
+# A creation template's image tag mutability exclusion filters (botocore's
+# ImageTagMutabilityExclusionFilters and ImageTagMutabilityExclusionFilterValue).
+EXCLUSION_FILTERS_MIN = 1
+EXCLUSION_FILTERS_MAX = 5
+EXCLUSION_FILTER_MAX_CHARS = 128
+EXCLUSION_FILTER_MAX_WILDCARDS = 2
+
+# countNumber of a lifecycle policy rule (expireUntaggedAfterDays, keepLastImages): a positive
+# integer, which ECR reads as a signed 32-bit one; AWS documents no smaller bound.
+LIFECYCLE_COUNT_MAX = 2_147_483_647

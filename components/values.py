@@ -9,6 +9,7 @@ editors use to check stack files.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -107,14 +108,16 @@ SharedPrefix = _pattern_type(
     ),
 )
 
-# AWS's CreateRepository model: (?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*
-# with "__" and runs of "-" allowed between parts, 2 to 256 characters.
-_REPOSITORY_PART = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+# AWS's CreateRepository model (botocore's RepositoryName): parts of [a-z0-9] joined by exactly
+# one separator, '.', '_', '__' or a run of '-', and '/' between parts. Each separator is
+# non-empty, so a name matches one way only and the match takes linear time.
+REPOSITORY_NAME_PATTERN = rf"{_NAME_PART}(?:/{_NAME_PART})*"
 RepositoryName = _pattern_type(
-    rf"(?:{_REPOSITORY_PART}/)*{_REPOSITORY_PART}",
-    "an ECR repository name: 2 to 256 characters, lower-case letters and digits in parts "
+    REPOSITORY_NAME_PATTERN,
+    f"an ECR repository name: {quotas.REPOSITORY_NAME_MIN_CHARS} to "
+    f"{quotas.REPOSITORY_NAME_MAX_CHARS} characters, lower-case letters and digits in parts "
     "separated by '.', '_', '__', '-' (or a run of '-') and '/'",
-    2,
+    quotas.REPOSITORY_NAME_MIN_CHARS,
     quotas.REPOSITORY_NAME_MAX_CHARS,
 )
 
@@ -154,15 +157,35 @@ RoleArn = _pattern_type(
     ROLE_ARN_PATTERN, "an IAM role ARN, arn:<partition>:iam::<12-digit account>:role/<name>"
 )
 
-# Image tag filters of a creation template: letters, digits and ._*-, up to 128 characters,
-# at most two wildcards (pulumi-aws's RepositoryCreationTemplateImageTagMutabilityExclusionFilter).
+# Image tag filters of a creation template (botocore's ImageTagMutabilityExclusionFilterValue),
+# with at most two wildcards (pulumi-aws's
+# RepositoryCreationTemplateImageTagMutabilityExclusionFilter).
 TagFilter = _pattern_type(
     r"[A-Za-z0-9._*-]+",
-    "a tag filter of 1 to 128 letters, digits and ._*- with at most two '*' wildcards",
+    f"a tag filter of 1 to {quotas.EXCLUSION_FILTER_MAX_CHARS} letters, digits and ._*- with at "
+    f"most {quotas.EXCLUSION_FILTER_MAX_WILDCARDS} '*' wildcards",
     1,
-    128,
-    extra=lambda v: "a tag filter with at most two '*' wildcards" if v.count("*") > 2 else None,
+    quotas.EXCLUSION_FILTER_MAX_CHARS,
+    extra=lambda v: (
+        f"a tag filter with at most {quotas.EXCLUSION_FILTER_MAX_WILDCARDS} '*' wildcards"
+        if v.count("*") > quotas.EXCLUSION_FILTER_MAX_WILDCARDS
+        else None
+    ),
 )
+
+# AWS's tagging rule, as its tagging APIs state it: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$ (Unicode
+# letters, separators such as spaces, numbers, and _.:/=+-@). Python's re has no \p{...}: the
+# Unicode category of each character is checked instead, in one pass.
+TAG_SYMBOLS = "_.:/=+-@"
+TAG_CHARACTERS = "letters, digits, spaces and _.:/=+-@"
+
+
+def tag_text_problem(text: str) -> str | None:
+    """Which character of `text` AWS's tagging rule refuses, or None."""
+    for ch in text:
+        if ch not in TAG_SYMBOLS and unicodedata.category(ch)[0] not in "LZN":
+            return f"{ch!r} is not allowed: use {TAG_CHARACTERS}"
+    return None
 
 
 def _region_check(value: object) -> str:

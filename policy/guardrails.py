@@ -6,7 +6,6 @@ Each validator takes plain values and returns the violations it found, one messa
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +20,7 @@ from pulumi_policy import (
 )
 
 from components import quotas
+from components.policy_rules import Registry, denied_reads, grants_in, statement_problems
 
 PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
 ROLE = "aws:iam/role:Role"
@@ -28,35 +28,6 @@ REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
 REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 
-# What an ECR registry or repository policy may grant: reading images, and the import that a
-# pull-through cache asks for. IAM files BatchImportUpstreamImage under "Write", but it only lets
-# the grantee copy images out, so it belongs with the reads.
-READ_ACTIONS = frozenset(
-    {
-        "ecr:BatchCheckLayerAvailability",
-        "ecr:BatchGetImage",
-        "ecr:BatchImportUpstreamImage",
-        "ecr:DescribeImages",
-        "ecr:DescribeRepositories",
-        "ecr:GetDownloadUrlForLayer",
-        "ecr:GetImageCopyStatus",
-        "ecr:ListImages",
-    }
-)
-# Cross-account replication's own pair, which AWS allows in registry policies (even under V1)
-# and which users keep there through ecr-ptc:extraRegistryPolicyStatements: the destination
-# registry creating its repository and receiving images, not anyone writing to ours.
-REPLICATION_ACTIONS = frozenset({"ecr:CreateRepository", "ecr:ReplicateImage"})
-ORGANIZATION_CONDITION_KEY = "aws:principalorgid"
-ORGANIZATION_PATHS_KEY = "aws:principalorgpaths"
-# A path that pins an organization, a root and at least one OU before any wildcard.
-PINNED_ORGANIZATION_PATH = re.compile(
-    r"o-[a-z0-9]{10,32}/r-[0-9a-z]{4,32}/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}/([^*]*/)?\*?", re.ASCII
-)
-# What a pull through the cache needs from the upstream: a Deny of any of these to everyone,
-# with no condition, makes every pull fail.
-CACHE_READS = ("ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:GetDownloadUrlForLayer",
-               "ecr:GetImageCopyStatus")  # fmt: skip
 ECR_REGISTRY_URL = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
@@ -123,77 +94,28 @@ def trust_policy_violations(assume_role_policy: str | dict[str, Any] | None) -> 
     return violations
 
 
-def _conditioned_on_organization(statement: dict[str, Any]) -> bool:
-    """A positive condition pinning a concrete organization (aws:PrincipalOrgID), or concrete
-    OUs of one (aws:PrincipalOrgPaths, a multi-valued key: ForAnyValue)."""
-    for operator, conditions in (statement.get("Condition") or {}).items():
-        multi = operator.startswith("ForAnyValue:")
-        base = operator.removeprefix("ForAnyValue:")
-        if not base.startswith("String") or "Not" in base or "IfExists" in base:
-            continue
-        for key, values in conditions.items():
-            found = _as_list(values)
-            if not found or not all(isinstance(v, str) for v in found):
-                continue
-            if (
-                not multi
-                and key.lower() == ORGANIZATION_CONDITION_KEY
-                and all(v.startswith("o-") and "*" not in v for v in found)
-            ):
-                return True
-            if (
-                multi
-                and key.lower() == ORGANIZATION_PATHS_KEY
-                and all(PINNED_ORGANIZATION_PATH.fullmatch(v) for v in found)
-            ):
-                return True
-    return False
-
-
-def _denies_cache_reads_to_everyone(statement: dict[str, Any]) -> list[str]:
-    if statement.get("Effect") != "Deny" or statement.get("Condition"):
-        return []
-    everyone = "NotPrincipal" in statement or any(v == "*" for _, v in _principals(statement))
-    if not everyone:
-        return []
-    if "NotAction" in statement:
-        kept = [str(a).lower() for a in _as_list(statement["NotAction"])]
-        return [a for a in CACHE_READS if not any(fnmatch.fnmatchcase(a.lower(), k) for k in kept)]
-    patterns = [str(a).lower() for a in _as_list(statement.get("Action"))]
-    return [a for a in CACHE_READS if any(fnmatch.fnmatchcase(a.lower(), p) for p in patterns)]
-
-
-def resource_policy_violations(policy: str | dict[str, Any] | None, registry: bool) -> list[str]:
-    """An ECR registry or repository policy grants reads only, and a wildcard principal only
-    within an organization (aws:PrincipalOrgID)."""
-    allowed = READ_ACTIONS | (REPLICATION_ACTIONS if registry else frozenset())
+def resource_policy_violations(
+    policy: str | dict[str, Any] | None, registry: bool, region: str | None = None
+) -> list[str]:
+    """An ECR registry or repository policy breaks none of components/policy_rules.py's rules
+    (the ones `make plan` applies to ecr-ptc:extraRegistryPolicyStatements), and no Deny without
+    a Condition takes a cache read from every grantee of one of its own Allow statements."""
+    statements = _statements(policy)
+    grants = grants_in(statements)
     violations = []
-    for i, statement in enumerate(_statements(policy)):
-        denied = _denies_cache_reads_to_everyone(statement)
-        if denied:
-            violations.append(
-                f"{_label(statement, i)} denies {', '.join(denied)} to every principal with no "
-                "condition: every pull through the cache would fail"
-            )
-        if statement.get("Effect") != "Allow":
-            continue
+    for i, statement in enumerate(statements):
         label = _label(statement, i)
-        if "NotAction" in statement:
-            violations.append(f"{label} uses NotAction: it grants every other action")
-        for action in _as_list(statement.get("Action")):
-            if action not in allowed:
-                violations.append(
-                    f"{label} grants {action}: a registry or repository policy may grant only "
-                    f"{', '.join(sorted(allowed))}"
-                )
-        wildcard = "NotPrincipal" in statement or any(
-            value == "*" for _, value in _principals(statement)
-        )
-        if wildcard and not _conditioned_on_organization(statement):
+        for problem in statement_problems(statement, Registry(region=region), registry):
             violations.append(
-                f"{label} grants a wildcard principal without an aws:PrincipalOrgID or "
-                "aws:PrincipalOrgPaths condition pinning an organization"
+                f"{label}{problem.path}: {problem.value!r} is not valid: {problem.valid}"
             )
+        for grant in grants:
+            grantees, denied = denied_reads(statement, grant)
+            if denied:
+                violations.append(
+                    f"{label} denies {', '.join(denied)} to {', '.join(grantees)} with no "
+                    "condition: every pull through their cache would fail"
+                )
     return violations
 
 
@@ -248,7 +170,11 @@ POLICIES: list[Policy] = [
         "An ECR registry or repository policy grants no write action and no wildcard principal "
         "outside an aws:PrincipalOrgID condition.",
         [REGISTRY_POLICY, REPOSITORY_POLICY],
-        lambda typ, props: resource_policy_violations(props.get("policy"), typ == REGISTRY_POLICY),
+        lambda typ, props: resource_policy_violations(
+            props.get("policy"),
+            typ == REGISTRY_POLICY,
+            props.get("region") if isinstance(props.get("region"), str) else None,
+        ),
     ),
     _policy(
         "ecr-upstream-rule-has-custom-role",

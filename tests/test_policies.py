@@ -13,7 +13,6 @@ from components.config import CacheRule, DownstreamConfig
 from components.contract import UpstreamFacts
 from components.plan import role_permissions_text
 from components.policies import (
-    CACHE_READ_ACTIONS,
     CACHE_WRITE_ACTIONS,
     CacheReadGrant,
     PolicyTooLargeError,
@@ -24,6 +23,7 @@ from components.policies import (
     require_within,
     upstream_read_statements,
 )
+from components.policy_rules import CACHE_READ_ACTIONS
 from tests.iam_check import SPEC_CACHE_WRITES, SPEC_UPSTREAM_GRANT, iam_problems, resource_formats
 
 UP = region("us-east-1")

@@ -12,9 +12,9 @@ import yaml
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
 from components import quotas
+from components.policy_rules import READ_ACTIONS, REPLICATION_ACTIONS
 from policy.guardrails import (
     POLICIES,
-    READ_ACTIONS,
     policy_size_violations,
     resource_policy_violations,
     rule_violations,
@@ -88,6 +88,7 @@ def grant(actions: list[str], principal: Any = None, condition: Any = None) -> d
         "Effect": "Allow",
         "Principal": principal or {"AWS": "arn:aws:iam::444455556666:root"},
         "Action": actions,
+        "Resource": "arn:aws:ecr:us-east-1:111122223333:repository/*",
     }
     if condition is not None:
         statement["Condition"] = condition
@@ -189,8 +190,14 @@ def test_deny_statements_are_not_grants() -> None:
     ],
 )
 def test_an_unconditional_deny_of_the_cache_reads_to_everyone_fails(deny: Any) -> None:
-    violations = resource_policy_violations({"Statement": [deny]}, registry=True)
-    assert len(violations) == 1 and "every pull through the cache would fail" in violations[0]
+    policy = grant(READS)
+    assert resource_policy_violations(policy, registry=True) == []
+    policy["Statement"].append(deny)
+    violations = resource_policy_violations(policy, registry=True)
+    assert len(violations) == 1, violations
+    assert "to every grantee with no condition: every pull through their cache would fail" in (
+        violations[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -211,8 +218,6 @@ def test_organizational_unit_paths_pin_the_grant(paths: list[str], passes: bool)
 
 def test_allowed_actions_are_real_and_writes_are_only_the_stated_exceptions() -> None:
     from policy_sentry.querying.actions import get_action_data
-
-    from policy.guardrails import REPLICATION_ACTIONS
 
     for action in READ_ACTIONS | REPLICATION_ACTIONS:
         assert resource_formats(action), f"{action} is not an IAM action"

@@ -42,6 +42,7 @@ from components.policy_rules import (
     statement_problems,
 )
 from components.values import (
+    TAG_CHARACTERS,
     AccountId,
     KmsKeyArn,
     OrganizationalUnitId,
@@ -58,6 +59,7 @@ from components.values import (
     TagFilter,
     Unset,
     invalid,
+    tag_text_problem,
 )
 
 NAMESPACE = "ecr-ptc"
@@ -198,6 +200,18 @@ class Statement(BaseModel):
         return self
 
 
+# A lifecycle rule's countNumber: a positive 32-bit integer.
+LifecycleCount = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=quotas.LIFECYCLE_COUNT_MAX,
+        description=f"a whole number from 1 to {quotas.LIFECYCLE_COUNT_MAX:,}: a lifecycle "
+        "rule's countNumber",
+    ),
+]
+
+
 class UpstreamModel(_Model):
     region: RegionName
     downstream_account_ids: list[AccountId] = []
@@ -220,9 +234,16 @@ class TemplateModel(_Model):
     image_tag_mutability: Literal[
         "MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"
     ] = "MUTABLE"
-    image_tag_mutability_exclusion_filters: list[TagFilter] = []
-    expire_untagged_after_days: Annotated[int, Field(ge=1)] | None = None
-    keep_last_images: Annotated[int, Field(ge=1)] | None = None
+    image_tag_mutability_exclusion_filters: Annotated[
+        list[TagFilter],
+        Field(
+            max_length=quotas.EXCLUSION_FILTERS_MAX,
+            description=f"{quotas.EXCLUSION_FILTERS_MIN} to {quotas.EXCLUSION_FILTERS_MAX} tag "
+            "filters: what ECR's CreateRepositoryCreationTemplate takes",
+        ),
+    ] = []
+    expire_untagged_after_days: LifecycleCount = None
+    keep_last_images: LifecycleCount = None
     kms_key_arn: KmsKeyArn | dict[str, KmsKeyArn] | None = None
     resource_tags: dict[str, str] | None = None
     description: (
@@ -407,12 +428,43 @@ def resolve_side(config: RawConfig, stack_name: str) -> Side:
     )
 
 
+# Namespaces whose keys are not ours to check: the providers' and Pulumi's own.
+OTHER_NAMESPACES = ("aws", "pulumi")
+
+
+def resembles_namespace(namespace: str) -> bool:
+    """Whether `namespace` looks like a misspelling of ecr-ptc: another case, `_` or nothing for
+    `-`, or a letter or two off (ecr_ptc, ECR-PTC, ecrptc, ecr-ptx)."""
+    if namespace == NAMESPACE or namespace in OTHER_NAMESPACES:
+        return False
+    normal = namespace.lower().replace("_", "-")
+    return (
+        normal.replace("-", "") == NAMESPACE.replace("-", "")
+        or difflib.SequenceMatcher(None, normal, NAMESPACE).ratio() >= NAMESPACE_LIKENESS
+    )
+
+
+# How alike (difflib's ratio, 0 to 1) a namespace must be to ecr-ptc to be taken for a typo of
+# it: ecr-ptx and ecr-pct are 0.86, ecr 0.6, aws-native 0.24.
+NAMESPACE_LIKENESS = 0.75
+
+
 def refuse_unknown_keys(config: RawConfig) -> None:
     """A misspelled key would otherwise be silently ignored (a typo in repositoryPrefix would
-    widen the grant to every repository)."""
+    widen the grant to every repository), and so would a key of a misspelled namespace."""
     known = [k.full for k in KEYS]
     for full in sorted(config):
-        namespace, _, _ = full.partition(":")
+        namespace, _, name = full.partition(":")
+        if resembles_namespace(namespace):
+            close = difflib.get_close_matches(
+                f"{NAMESPACE}:{name}", known, n=1, cutoff=0.6
+            ) or difflib.get_close_matches(f"{NAMESPACE}:{name.lower()}", known, n=1, cutoff=0.0)
+            raise ConfigError(
+                full,
+                config[full],
+                f"a key of the namespace {NAMESPACE}: (did you mean {close[0]}?); a key of "
+                f"{namespace}: is not read by this program, so its setting would be ignored",
+            )
         if namespace != NAMESPACE or full in known:
             continue
         close = difflib.get_close_matches(full, known, n=1, cutoff=0.6)
@@ -476,13 +528,18 @@ def _validate(model: type[_Model], config: RawConfig, side: Side) -> Any:
         raise config_error(err, model, name_of, data) from None
 
 
-def _no_duplicates(key: str, values: Sequence[str], field: str = "") -> None:
+def _no_duplicates(
+    key: str, values: Sequence[str], field: str = "", ignore_case: bool = False
+) -> None:
+    """Each value once; with `ignore_case`, where AWS reads two spellings as one name (IAM role
+    names: App and app are one role)."""
     seen: dict[str, int] = {}
     for i, v in enumerate(values):
-        n = v.rstrip("/")
+        n = v.rstrip("/").lower() if ignore_case else v.rstrip("/")
         if n in seen:
+            same = " (IAM names ignore case)" if ignore_case and values[seen[n]] != v else ""
             raise ConfigError(
-                f"{key}[{i}]{field}", v, f"each value once; it repeats item {seen[n]}"
+                f"{key}[{i}]{field}", v, f"each value once; it repeats item {seen[n]}{same}"
             )
         seen[n] = i
 
@@ -673,9 +730,21 @@ def _kms_key_arns(
                 f"{REGIONS.full} ({', '.join(names)}): a KMS key serves only its own region",
             )
         value = {names[0]: value}
-    if sorted(value) != sorted(names):
+    missing = [n for n in names if n not in value]
+    extra = sorted(set(value) - set(names))
+    if missing or extra:
+        said = []
+        if missing:
+            said.append(f"missing {', '.join(missing)}")
+        for other in extra:
+            close = difflib.get_close_matches(other, missing or names, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            said.append(f"{other} is not in {REGIONS.full}{hint}")
         raise ConfigError(
-            key, sorted(value), f"one key ARN for each region of {REGIONS.full}: {', '.join(names)}"
+            key,
+            sorted(value),
+            f"one key ARN for each region of {REGIONS.full}, {', '.join(names)}: "
+            + "; ".join(said),
         )
     partition = regions[0].partition
     for region_name, arn in value.items():
@@ -697,18 +766,25 @@ def _resource_tags(key: str, value: Mapping[str, str]) -> tuple[tuple[str, str],
             key, f"{len(value)} tags", f"at most {quotas.MAX_TAGS_PER_RESOURCE} tags (AWS's limit)"
         )
     for tag, tag_value in value.items():
-        if not 1 <= len(tag) <= quotas.TAG_KEY_MAX_CHARS or tag.lower().startswith("aws:"):
+        key_problem = tag_text_problem(tag)
+        if (
+            not 1 <= len(tag) <= quotas.TAG_KEY_MAX_CHARS
+            or tag.lower().startswith("aws:")
+            or key_problem is not None
+        ):
             raise ConfigError(
                 f"{key}.{tag}",
                 tag,
-                f"a tag key of 1 to {quotas.TAG_KEY_MAX_CHARS} characters, "
-                "not starting with 'aws:'",
+                f"a tag key of 1 to {quotas.TAG_KEY_MAX_CHARS} {TAG_CHARACTERS}, "
+                "not starting with 'aws:'" + (f" ({key_problem})" if key_problem else ""),
             )
-        if len(tag_value) > quotas.TAG_VALUE_MAX_CHARS:
+        value_problem = tag_text_problem(tag_value)
+        if len(tag_value) > quotas.TAG_VALUE_MAX_CHARS or value_problem is not None:
             raise ConfigError(
                 f"{key}.{tag}",
                 tag_value,
-                f"a string of at most {quotas.TAG_VALUE_MAX_CHARS} characters",
+                f"a tag value of at most {quotas.TAG_VALUE_MAX_CHARS} {TAG_CHARACTERS}"
+                + (f" ({value_problem})" if value_problem else ""),
             )
     return tuple(sorted(value.items()))
 
@@ -808,7 +884,7 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
                 f"'{here.name}' ({here.partition}): one IAM role cannot serve two partitions",
             )
     stack, direct = _upstream(model, here)
-    _no_duplicates(CONSUMER_ROLE_NAMES.full, model.consumer_role_names)
+    _no_duplicates(CONSUMER_ROLE_NAMES.full, model.consumer_role_names, ignore_case=True)
     return DownstreamConfig(
         region=here,
         regions=tuple(regions),
@@ -877,6 +953,16 @@ def parse(config: RawConfig, stack_name: str) -> StackConfig:
     if side == "upstream":
         return parse_upstream(config)
     parsed = parse_downstream(config)
+    if not is_fleet_template(config):
+        for key in (EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME):
+            raw = config.get(key.full)
+            if raw not in (None, "") and not _holds_default(key, raw):
+                raise ConfigError(
+                    key.full,
+                    raw,
+                    f"unset unless this stack file is a fleet template ({ACCOUNTS.full} or "
+                    f"{ORGANIZATIONAL_UNIT_IDS.full} set): it configures fleet members only",
+                )
     if is_fleet_template(config):
         raise FleetTemplateError(
             f"{ACCOUNTS.full} / {ORGANIZATIONAL_UNIT_IDS.full}",
@@ -896,8 +982,9 @@ def valid_account_id(key: str, value: object) -> str:
 
 
 def allowed_account_id(config: RawConfig) -> str | None:
-    """The account `aws:allowedAccountIds` pins this stack to, or None when it pins none or
-    allows several (the provider accepts any of them; the program then asks STS which)."""
+    """The account `aws:allowedAccountIds` pins this stack to, or None when it pins none (the
+    program then asks STS). One stack changes one account: a list of several is refused, since
+    the program, `make plan` and the policies it writes must know which one."""
     raw = config.get(ALLOWED_ACCOUNT_IDS_KEY)
     if raw is None or raw in ("", "[]"):
         return None
@@ -910,7 +997,14 @@ def allowed_account_id(config: RawConfig) -> str | None:
             ALLOWED_ACCOUNT_IDS_KEY, value, "a YAML list of 12-digit account IDs (quoted)"
         )
     accounts = [valid_account_id(f"{ALLOWED_ACCOUNT_IDS_KEY}[{i}]", v) for i, v in enumerate(value)]
-    return accounts[0] if len(accounts) == 1 else None
+    if len(accounts) > 1:
+        raise ConfigError(
+            ALLOWED_ACCOUNT_IDS_KEY,
+            accounts,
+            "exactly one account ID: a stack deploys to one account (for several accounts, "
+            "make the stack file a fleet template with ecr-ptc:accounts)",
+        )
+    return accounts[0]
 
 
 def from_pulumi() -> dict[str, str]:

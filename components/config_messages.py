@@ -63,8 +63,12 @@ def _valid_text(
         return f"one of {ctx.get('expected')}"
     if kind in ("too_short", "too_long"):
         return description or f"{ctx.get('min_length', 0)} to {ctx.get('max_length')} items"
-    if kind in ("greater_than_equal",):
-        return f"a whole number of at least {ctx.get('ge')}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return description or (
+            f"a whole number of at least {ctx['ge']}"
+            if "ge" in ctx
+            else f"a whole number of at most {ctx.get('le')}"
+        )
     if kind in ("string_too_short", "string_too_long"):
         lo, hi = ctx.get("min_length", 1), ctx.get("max_length", "")
         return f"a string of {lo} to {hi} characters".replace(" to  ", " or more ")
@@ -87,6 +91,20 @@ def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseMode
             return None
         current = _inner_model(field.annotation)
     return current
+
+
+def _description_at(model: type[BaseModel], loc: Sequence[str | int]) -> str | None:
+    """The description of the field `loc` ends at (its list, where it ends at an item)."""
+    named = list(loc)
+    while named and isinstance(named[-1], int):
+        named.pop()
+    if not named:
+        return None
+    at = _model_at(model, named)
+    if at is None:
+        return None
+    field = next((f for n, f in at.model_fields.items() if named[-1] in (n, f.alias)), None)
+    return field.description if field is not None else None
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
@@ -113,10 +131,7 @@ def config_error(
     if error["type"] in ("model_type", "model_attributes_type"):
         at = _model_at(model, [*loc, "_"])
         allowed = _fields_of(at) if at is not None else None
-    description = None
-    if len(loc) == 1 and isinstance(loc[0], str):
-        field = model.model_fields.get(loc[0])
-        description = field.description if field is not None else None
+    description = _description_at(model, loc)
     value = error.get("input")
     if error["type"] == "missing":
         value = None

@@ -25,13 +25,15 @@ from components.config import (
     ALLOWED_ACCOUNT_IDS_KEY,
     AWS_REGION_KEY,
     KEYS_BY_NAME,
-    NAMESPACE,
     DownstreamModel,
     UpstreamModel,
 )
 from components.values import ACCOUNT_ID_PATTERN, Unset
 
 SCHEMA_PATH = "schema/stack-config.schema.json"
+# Keys that are not of ecr-ptc: nor of a namespace shaped like it ("ecr", a '-' or '_' or
+# nothing, "p" and two letters, in any case).
+NEAR_NAMESPACE_PATTERN = "^(?![Ee][Cc][Rr][-_]?[Pp][A-Za-z]{2}:)"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _SIDE_TEXT = {
     "upstream": "Upstream stacks only.",
@@ -113,8 +115,10 @@ def stack_config_schema() -> dict[str, Any]:
                 "required": [AWS_REGION_KEY],
                 "properties": properties,
                 # Other namespaces (aws:profile, pulumi:tags, ...) are not ours to check; an
-                # ecr-ptc: key not listed is a typo.
-                "patternProperties": {f"^(?!{NAMESPACE}:)": True},
+                # ecr-ptc: key not listed is a typo, and so is a key of a namespace that
+                # resembles ecr-ptc (ecr_ptc:, ECR-PTC:, ecrptc:, ecr-ptx:). The program's rule
+                # (config.resembles_namespace) catches more; this is its shape in a pattern.
+                "patternProperties": {NEAR_NAMESPACE_PATTERN: True},
                 "additionalProperties": False,
             }
         },

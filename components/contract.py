@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from components import quotas
 from components.aws_names import (
     ROOT_PREFIX,
     Region,
@@ -34,7 +35,7 @@ from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
 from components.config_error import ConfigError
 from components.config_messages import config_error
 from components.values import (
-    PREFIX_PATTERN,
+    REPOSITORY_NAME_PATTERN,
     AccountId,
     OrganizationalUnitPath,
     OrganizationId,
@@ -153,8 +154,10 @@ class UpstreamFacts:
             resource == "*"
             or (
                 resource.endswith("/*")
-                and re.fullmatch(PREFIX_PATTERN, shared, re.ASCII) is not None
-                and shared != ROOT_PREFIX
+                # A namespace as the upstream writes it: no trailing '/', so no '//' before
+                # the '*', and not ROOT.
+                and re.fullmatch(REPOSITORY_NAME_PATTERN, shared, re.ASCII) is not None
+                and len(shared) <= quotas.PREFIX_MAX_CHARS
             )
         ):
             raise UpstreamStackError.of_output(
@@ -224,8 +227,13 @@ def check_pairing(facts: UpstreamFacts, config: DownstreamConfig, account_id: st
         raise ConfigError(
             where,
             what,
-            f"an upstream that grants this account ({account_id}); it grants only "
-            f"{', '.join(facts.downstream_account_ids)}. Add {account_id} to the upstream's "
+            f"an upstream that grants this account ({account_id}); it grants "
+            + (
+                f"only {', '.join(facts.downstream_account_ids)}"
+                if facts.downstream_account_ids
+                else "no account and no organization"
+            )
+            + f". Add {account_id} to the upstream's "
             "ecr-ptc:downstreamAccountIds (or grant the organization) and `pulumi up` it first",
         )
     if facts.repository_prefix is not None:

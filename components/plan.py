@@ -16,11 +16,14 @@ from components import contract, quotas
 from components.aws_names import image_uri_prefix
 from components.config import (
     DOWNSTREAM_ACCOUNT_IDS,
+    EXTRA_REGISTRY_POLICY_STATEMENTS,
     ORGANIZATION_ID,
     RULES,
     DownstreamConfig,
     RepositoryTemplate,
     UpstreamConfig,
+    refuse_statement_problems,
+    statement_registry,
 )
 from components.contract import (
     UpstreamFacts,
@@ -114,14 +117,28 @@ def registry_policy_text(config: UpstreamConfig, account_id: str) -> str:
     """The whole registry policy: ours and the statements others own, which must survive."""
     pattern = shared_repository_arn_pattern(config.region, account_id, config.repository_prefix)
     ours = upstream_read_statements(config.grant, pattern)
-    document = policy_document([*ours, *map(dict, config.extra_registry_policy_statements)])
+    extra = [dict(s) for s in config.extra_registry_policy_statements]
+    document = policy_document([*ours, *extra])
+    # An oversized policy names the largest contributor: the grant of the listed accounts, or
+    # one of the extra statements.
+    key, value, advice = (
+        DOWNSTREAM_ACCOUNT_IDS.full,
+        f"{len(config.downstream_account_ids)} accounts",
+        _TOO_MANY_ACCOUNTS,
+    )
+    sizes = [len(canonical_json(s)) for s in extra]
+    if sizes and max(sizes) > len(canonical_json({"Statement": ours})):
+        largest = sizes.index(max(sizes))
+        key = f"{EXTRA_REGISTRY_POLICY_STATEMENTS.full}[{largest}]"
+        value = f"{max(sizes)} characters"
+        advice = "shorten this statement (the largest part of the policy) or drop it"
     return require_within(
         canonical_json(document),
         quotas.REGISTRY_POLICY_MAX_CHARS,
         f"registry policy of {config.region.name}",
-        DOWNSTREAM_ACCOUNT_IDS.full,
-        f"{len(config.downstream_account_ids)} accounts",
-        _TOO_MANY_ACCOUNTS,
+        key,
+        value,
+        advice,
     )
 
 
@@ -149,6 +166,11 @@ def upstream_facts(config: UpstreamConfig, account_id: str) -> UpstreamFacts:
 
 def plan_upstream(config: UpstreamConfig, account_id: str, name: str) -> StackPlan:
     where = config.region.name
+    # Config alone cannot tell whose registry an extra statement's ARNs name; the account can.
+    refuse_statement_problems(
+        config.extra_registry_policy_statements,
+        statement_registry(config.region, config.organization_id, account_id),
+    )
     resources: list[PlannedResource] = []
     if config.grant_via == "repository":
         policy = repository_policy_text(config)

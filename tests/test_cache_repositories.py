@@ -181,8 +181,8 @@ def test_refused_pairing_creates_no_template_role_and_no_consumer_policy() -> No
 
 TEMPLATE_ERRORS = [
     ("ecr-ptc:repositoryTemplate.imageTagMutability", {"imageTagMutability": "SOMETIMES"}, "'SOMETIMES'", "MUTABLE"),
-    ("ecr-ptc:repositoryTemplate.expireUntaggedAfterDays", {"expireUntaggedAfterDays": 0}, "0", "at least 1"),
-    ("ecr-ptc:repositoryTemplate.expireUntaggedAfterDays", {"expireUntaggedAfterDays": -3}, "-3", "at least 1"),
+    ("ecr-ptc:repositoryTemplate.expireUntaggedAfterDays", {"expireUntaggedAfterDays": 0}, "0", "from 1 to 2,147,483,647"),
+    ("ecr-ptc:repositoryTemplate.expireUntaggedAfterDays", {"expireUntaggedAfterDays": -3}, "-3", "from 1 to 2,147,483,647"),
     ("ecr-ptc:repositoryTemplate.keepLastImages", {"keepLastImages": "10"}, "'10'", "whole number"),
     ("ecr-ptc:repositoryTemplate.keepLastImages", {"keepLastImages": True}, "True", "whole number"),
     ("ecr-ptc:repositoryTemplate.kmsKeyArn", {"kmsKeyArn": KEY_EU_WEST}, KEY_EU_WEST, "map of region to key ARN"),

@@ -10,7 +10,12 @@ import jsonschema
 import pytest
 import yaml
 
-from components.config_schema import SCHEMA_PATH, render, stack_config_schema
+from components.config_schema import (
+    NEAR_NAMESPACE_PATTERN,
+    SCHEMA_PATH,
+    render,
+    stack_config_schema,
+)
 from scripts.stack_files import stack_names
 from tests.pulumi_run import FIXTURES, PROJECT_DIR
 
@@ -65,7 +70,7 @@ def test_the_example_stack_files_validate_and_name_the_schema(stack: str) -> Non
 def test_every_key_of_either_side_is_described() -> None:
     config = stack_config_schema()["properties"]["config"]
     assert config["additionalProperties"] is False
-    assert config["patternProperties"] == {"^(?!ecr-ptc:)": True}
+    assert config["patternProperties"] == {NEAR_NAMESPACE_PATTERN: True}
     for key, schema in config["properties"].items():
         assert schema.get("description"), key
 
@@ -87,6 +92,10 @@ def with_config(stack: str, **changes: Any) -> dict[str, Any]:
         ("downstream", {"ecr-ptc:repositoryTemplate": {"imageTagMutability": "SOMETIMES"}},
          "config/ecr-ptc:repositoryTemplate"),
         ("downstream", {"ecr-ptc:rules": [{"ecrRepositoryPrefix": "Golden"}]}, "config/ecr-ptc:rules/0/ecrRepositoryPrefix"),
+        ("upstream", {"ecr_ptc:repositoryPrefix": "golden"}, "config"),
+        ("upstream", {"ECR-PTC:repositoryPrefix": "golden"}, "config"),
+        ("upstream", {"ecr-ptx:repositoryPrefix": "golden"}, "config"),
+        ("downstream", {"ecrptc:regions": ["eu-west-1"]}, "config"),
     ],
 )  # fmt: skip
 def test_bad_keys_and_values_fail_the_schema(
@@ -109,3 +118,20 @@ def test_a_stack_file_without_a_region_fails() -> None:
     document = stack_file("upstream")
     config = {k: v for k, v in document["config"].items() if k != "aws:region"}
     assert errors({**document, "config": config}) != []
+
+
+NAMESPACES = ["ecr_ptc", "ECR-PTC", "Ecr_Ptc", "ecrptc", "ecr-ptx", "ecr-pct", "ecr-public",
+              "aws-native", "kubernetes", "ecr", "pulumi", "eks"]  # fmt: skip
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_the_schema_refuses_a_namespace_only_where_the_program_does(namespace: str) -> None:
+    from components.config import resembles_namespace
+
+    refused_by_schema = errors(with_config("upstream", **{f"{namespace}:x": "1"})) != []
+    if refused_by_schema:
+        assert resembles_namespace(namespace), namespace
+    if namespace in ("ecr_ptc", "ECR-PTC", "ecrptc", "ecr-ptx"):
+        assert refused_by_schema, namespace
+    if namespace in ("aws-native", "kubernetes", "pulumi", "ecr-public"):
+        assert not refused_by_schema and not resembles_namespace(namespace), namespace

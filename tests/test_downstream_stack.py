@@ -285,14 +285,6 @@ def test_an_upstream_stack_the_backend_lacks_fails_before_anything_is_created() 
     assert [r.name for r in mocks.resources if r.typ.startswith("aws:")] == []
 
 
-def test_with_several_allowed_accounts_the_program_asks_sts_which() -> None:
-    result = run({**BASE, "aws:allowedAccountIds": [DOWNSTREAM_ACCOUNT, "777788889999"]})
-    assert [c.token for c in result.mocks.calls] == [
-        "aws:index/getCallerIdentity:getCallerIdentity"
-    ]
-    assert result.outputs["roleArn"].startswith(f"arn:aws:iam::{DOWNSTREAM_ACCOUNT}:role/")
-
-
 def test_one_allowed_account_needs_no_sts_call() -> None:
     result = run({**BASE, "aws:allowedAccountIds": [DOWNSTREAM_ACCOUNT]})
     assert result.mocks.calls == []

@@ -195,8 +195,9 @@ def test_an_unconditional_deny_of_the_cache_reads_to_everyone_fails(deny: Any) -
     policy["Statement"].append(deny)
     violations = resource_policy_violations(policy, registry=True)
     assert len(violations) == 1, violations
-    assert "to every grantee with no condition: every pull through their cache would fail" in (
-        violations[0]
+    assert (
+        "to every grantee with no condition: every pull through their cache would fail"
+        in (violations[0])
     )
 
 

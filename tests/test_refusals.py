@@ -430,7 +430,7 @@ TEMPLATES = [
          f"{TEMPLATE}.kmsKeyArn", repr("arn:aws-cn:kms:eu-west-1:444455556666:key/" + KMS_KEY),
          "a key in eu-west-1 (aws)"),
     down("expire-after-0-days", {TEMPLATE: {"expireUntaggedAfterDays": 0}},
-         f"{TEMPLATE}.expireUntaggedAfterDays", "0", "a whole number of at least 1"),
+         f"{TEMPLATE}.expireUntaggedAfterDays", "0", "a whole number from 1 to 2,147,483,647"),
     down("expire-after-a-string", {TEMPLATE: {"expireUntaggedAfterDays": "14"}},
          f"{TEMPLATE}.expireUntaggedAfterDays", "'14'", "a whole number"),
     down("tag-key-aws-prefix", {TEMPLATE: {"resourceTags": {"aws:team": "x"}}},

@@ -8,7 +8,10 @@
     refused; AWS itself caps rules at 50 per registry. Then the size of each policy at 50 rules.
 (b) The mocked evaluation time of the whole downstream program (tests/pulumi_run.run_program):
     50 rules in 8 regions against 1 rule in 1 region, the median of several runs.
-(c) The fleet driver's overhead (scripts/bench_fleet), when that module exists.
+(c) Every validation pattern against the near misses of tests/test_strict_inputs.py (10,000
+    characters each), and for comparison the repository-name pattern of 0.2, whose empty
+    separator made it exponential.
+(d) The fleet driver's overhead (scripts/bench_fleet), when that module exists.
 
 No Pulumi CLI and no AWS. Timings vary by machine; they stay out of `make test`.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import re
 import statistics
 import time
 from typing import Any
@@ -54,6 +58,10 @@ SEARCH_LIMIT = 1000
 TIMED_RUNS = 7
 COMPONENT = "ecr-ptc"
 KMS_KEY_ID = "12345678-1234-1234-1234-123456789012"
+# The repository-name pattern of 0.2: `[-]*` lets a separator be empty, so a run of letters
+# splits in exponentially many ways before a mismatch is known.
+_OLD_PART = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+OLD_REPOSITORY_NAME = rf"(?:{_OLD_PART}/)*{_OLD_PART}"
 
 
 def prefix(i: int, letter: str) -> str:
@@ -186,8 +194,31 @@ def main() -> None:
     print(f"    {cap} rules x 8 regions: {large:8.1f} ms  ({large_count} AWS resources)")
     print(f"    ratio: {large / small:.1f}x")
 
+    print("\n(c) validation patterns on adversarial input")
+    from tests.test_strict_inputs import NEAR_MISSES, PATTERNS
+
+    timings = []
+    for name, pattern in PATTERNS.items():
+        compiled = re.compile(pattern.removeprefix("^").removesuffix("$"), re.ASCII)
+        start = time.perf_counter()
+        for text in NEAR_MISSES:
+            compiled.fullmatch(text)
+        timings.append((time.perf_counter() - start, name))
+    slowest, name = max(timings)
+    total = sum(t for t, _ in timings)
+    print(
+        f"    {len(PATTERNS)} patterns x {len(NEAR_MISSES)} near misses of 10,000 characters: "
+        f"{total * 1000:.1f} ms in all; slowest {name}, {slowest * 1000:.1f} ms"
+    )
+    old = re.compile(OLD_REPOSITORY_NAME, re.ASCII)
+    for letters in (16, 18, 20, 22):
+        start = time.perf_counter()
+        old.fullmatch("a" * letters + "!")
+        took = (time.perf_counter() - start) * 1000
+        print(f"    0.2's repository-name pattern, {letters} letters and a '!': {took:8.1f} ms")
+
     if importlib.util.find_spec("scripts.bench_fleet") is not None:
-        print("\n(c) ", end="")
+        print("\n(d) ", end="")
         importlib.import_module("scripts.bench_fleet").main()
 
 

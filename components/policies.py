@@ -40,7 +40,11 @@ ECR_SERVICE = "ecr.amazonaws.com"
 
 # What ECR does, as the template's role, when it creates a cache repository from a template.
 TEMPLATE_REPOSITORY_ACTIONS = ("ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource")
-TEMPLATE_KMS_ACTIONS = ("kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant")
+TEMPLATE_KMS_ACTIONS = ("kms:DescribeKey", "kms:RetireGrant")
+# ECR creates a grant on the key for the repository it encrypts: only for an AWS resource
+# (kms:GrantIsForAWSResource), so the role cannot hand the key to anyone else.
+TEMPLATE_KMS_GRANT_ACTION = "kms:CreateGrant"
+GRANT_FOR_AWS_RESOURCE = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 
 # What a principal that pulls through the cache needs beyond a plain pull: the import that
 # triggers the copy and, on a repository's first pull, its creation.
@@ -231,6 +235,15 @@ def template_role_permissions(
                 "Effect": "Allow",
                 "Action": sorted(TEMPLATE_KMS_ACTIONS),
                 "Resource": _one_or_sorted(keys),
+            }
+        )
+        statements.append(
+            {
+                "Sid": "GrantTemplateKeyToEcr",
+                "Effect": "Allow",
+                "Action": TEMPLATE_KMS_GRANT_ACTION,
+                "Resource": _one_or_sorted(keys),
+                "Condition": GRANT_FOR_AWS_RESOURCE,
             }
         )
     return policy_document(statements)

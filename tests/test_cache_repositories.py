@@ -127,12 +127,14 @@ def test_kms_template_gets_a_role_trusted_by_ecr_with_that_key_only() -> None:
     document = json.loads(policy.inputs["policy"])
     assert iam_problems(document) == []
     by_sid = {s["Sid"]: s for s in document["Statement"]}
-    assert set(by_sid["UseTemplateKey"]["Action"]) == {
-        "kms:CreateGrant",
-        "kms:RetireGrant",
-        "kms:DescribeKey",
-    }
+    assert set(by_sid["UseTemplateKey"]["Action"]) == {"kms:RetireGrant", "kms:DescribeKey"}
     assert sorted(by_sid["UseTemplateKey"]["Resource"]) == sorted([KEY_EU_WEST, KEY_EU_CENTRAL])
+    # A grant only for an AWS resource (the repository ECR encrypts), on the same keys.
+    grant = by_sid["GrantTemplateKeyToEcr"]
+    assert grant["Action"] == "kms:CreateGrant"
+    assert sorted(grant["Resource"]) == sorted([KEY_EU_WEST, KEY_EU_CENTRAL])
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert [s for s in document["Statement"] if "kms:CreateGrant" in str(s["Action"])] == [grant]
     assert set(by_sid["CreateCacheRepositories"]["Action"]) == {
         "ecr:CreateRepository",
         "ecr:ReplicateImage",

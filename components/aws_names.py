@@ -7,13 +7,15 @@ after that botocore release is refused until the pin is upgraded.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import botocore
-import botocore.session
+import botocore.loaders
+import botocore.regions
 
 # The partitions where ECR-to-ECR pull through cache is documented and this program is tested.
 SUPPORTED_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
@@ -39,30 +41,60 @@ class UnknownRegionError(ValueError):
 
 
 @functools.cache
+def _botocore_data() -> Any:
+    """The pinned botocore's own data files, and only them: no session, so no AWS config file,
+    profile or credential is looked at (`make plan` works with AWS_PROFILE naming a profile
+    that does not exist), and no ~/.aws/models or AWS_DATA_PATH can change the answer."""
+    return botocore.loaders.Loader(
+        extra_search_paths=[botocore.loaders.Loader.BUILTIN_DATA_PATH],
+        include_default_search_paths=False,
+    )
+
+
+@functools.cache
 def _endpoint_resolver() -> Any:
-    return botocore.session.get_session()._get_internal_component("endpoint_resolver")
+    return botocore.regions.EndpointResolver(_botocore_data().load_data("endpoints"))
 
 
 @functools.cache
 def known_regions() -> dict[str, str]:
     """Region name -> partition, for every region where the pinned botocore lists ECR."""
-    session = botocore.session.get_session()
+    # ECR's endpoints are listed under its endpoint prefix (api.ecr), as a session looks them up.
+    model = _botocore_data().load_service_model("ecr", "service-2")
+    prefix = model["metadata"].get("endpointPrefix", "ecr")
+    resolver = _endpoint_resolver()
     return {
         name: partition
-        for partition in session.get_available_partitions()
-        for name in session.get_available_regions("ecr", partition_name=partition)
+        for partition in resolver.get_available_partitions()
+        for name in resolver.get_available_endpoints(prefix, partition)
     }
+
+
+def _closest(name: str) -> str:
+    """` (did you mean eu-central-1?)`: the regions of the supported partitions closest to
+    `name`, all of them when several are as close (at most three), or ""."""
+    scores: dict[float, list[str]] = {}
+    for known, partition in sorted(known_regions().items()):
+        if partition in SUPPORTED_PARTITIONS:
+            score = difflib.SequenceMatcher(None, name.lower(), known).ratio()
+            scores.setdefault(score, []).append(known)
+    best = max(scores, default=0.0)
+    if best < 0.75 or len(scores[best]) > 3:
+        return ""
+    return f" (did you mean {' or '.join(scores[best])}?)"
 
 
 def region(name: str) -> Region:
     """The region `name` with its partition; raises UnknownRegionError for anything else."""
     if not isinstance(name, str) or not _REGION_SHAPE.fullmatch(name):
-        raise UnknownRegionError(f"{name!r} is not an AWS region name (e.g. us-east-1)")
+        hint = _closest(name) if isinstance(name, str) else ""
+        raise UnknownRegionError(f"{name!r} is not an AWS region name{hint}, e.g. us-east-1")
     partition = known_regions().get(name)
     if partition is None:
         raise UnknownRegionError(
             f"{name!r} is not a region of any AWS partition known to botocore "
-            f"{botocore.__version__}; if AWS launched it recently, upgrade the pinned botocore"
+            f"{botocore.__version__}{_closest(name)}; if AWS launched it recently, upgrade "
+            "the pinned botocore"
         )
     if partition not in SUPPORTED_PARTITIONS:
         raise UnknownRegionError(

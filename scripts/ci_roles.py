@@ -574,7 +574,7 @@ def main(
                 "Pulumi Cloud with PULUMI_ACCESS_TOKEN)",
                 file=sys.stderr,
             )
-    except CiRolesError as err:
+    except (CiRolesError, ConfigError) as err:  # ConfigError: a stack file the CLI cannot read
         print(f"make ci-roles: {err}", file=sys.stderr)
         return 2
     output: Any = roles

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from scripts.stack_files import stack_file, stack_file_config
+from components.config_error import ConfigError
+from scripts.stack_files import PROJECT_FILE, load_yaml, stack_file, stack_file_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
@@ -36,6 +35,9 @@ BACKEND_VARIABLE = "PULUMI_BACKEND_URL"
 FILE_PREFIX = "file://"
 ALLOWED_ACCOUNTS_KEY = "aws:allowedAccountIds"
 UPSTREAM_STACK_KEY = "ecr-ptc:upstreamStack"
+# The one organization of a self-managed (DIY) backend: the CLI refuses any other name in
+# `<organization>/<project>/<stack>`.
+SELF_MANAGED_ORGANIZATION = "organization"
 # An output every deployed upstream stack has (components/contract.py).
 UPSTREAM_DEPLOYED_OUTPUT = "upstreamAccountId"
 
@@ -63,6 +65,14 @@ class Side:
 
 Whoami = Callable[[str | None], str]
 Runner = Callable[..., subprocess.CompletedProcess[Any]]
+Which = Callable[[str], str | None]
+
+
+def on_path(env: Mapping[str, str]) -> Which:
+    """Finds a command on the PATH of `env`, the environment the command will run with (and so
+    nothing when `env` has no PATH), not on the PATH of whoever called."""
+    path = env.get("PATH", "")
+    return lambda name: shutil.which(name, path=path) if path else None
 
 
 def sts_account(profile: str | None) -> str:
@@ -93,10 +103,31 @@ def state_backend(env: Mapping[str, str], project_dir: Path = PROJECT_DIR) -> st
     backend of `pulumi login`)."""
     url = env.get(BACKEND_VARIABLE, "")
     if not url:
-        project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
-        backend = project.get("backend") or {}
+        backend = load_yaml(project_dir / PROJECT_FILE).get("backend") or {}
         url = backend.get("url", "") if isinstance(backend, dict) else ""
-    return _resolve_file_url(url, project_dir) if url else None
+    return _resolve_file_url(str(url), project_dir) if url else None
+
+
+def is_self_managed(backend: str | None) -> bool:
+    """A backend of files (file://, s3://, gs://, azblob://), not Pulumi Cloud. None, the backend
+    of `pulumi login`, is unknown here: not self-managed as far as any check goes."""
+    return backend is not None and not backend.startswith(("https://", "http://"))
+
+
+def check_upstream_organization(upstream_stack: str, backend: str | None) -> None:
+    """A self-managed backend has one organization, `organization`: a fully qualified upstream
+    stack name with any other cannot exist there (the CLI refuses it)."""
+    parts = upstream_stack.split("/")
+    if len(parts) != 3 or not is_self_managed(backend) or parts[0] == SELF_MANAGED_ORGANIZATION:
+        return
+    raise ConfigError(
+        UPSTREAM_STACK_KEY,
+        upstream_stack,
+        f"'{SELF_MANAGED_ORGANIZATION}/{parts[1]}/{parts[2]}': the state backend {backend} is "
+        f"self-managed, and a self-managed backend has one organization, "
+        f"{SELF_MANAGED_ORGANIZATION!r}; to read {parts[0]!r}'s stacks on Pulumi Cloud, set "
+        f"{BACKEND_VARIABLE} to it (https://api.pulumi.com)",
+    )
 
 
 def local_state_dir(backend: str | None) -> Path | None:
@@ -108,8 +139,7 @@ def local_state_dir(backend: str | None) -> Path | None:
 def check_backend(env: Mapping[str, str], project_dir: Path = PROJECT_DIR) -> str | None:
     """The state backend, after checking that a self-managed one can be opened. Creates nothing."""
     backend = state_backend(env, project_dir)
-    self_managed = backend is not None and not backend.startswith(("https://", "http://"))
-    if self_managed and not any(v in env for v in PASSPHRASE_VARIABLES):
+    if is_self_managed(backend) and not any(v in env for v in PASSPHRASE_VARIABLES):
         raise PreflightError(
             f"the state backend {backend} keeps secrets with a passphrase, and neither "
             "PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set. Export one "
@@ -128,7 +158,7 @@ def prepare_backend(backend: str | None) -> None:
 # ---- the CLI and the credentials ---------------------------------------------------------------
 
 
-def check_cli(which: Callable[[str], str | None], command: str) -> str:
+def check_cli(which: Which, command: str) -> str:
     pulumi = which("pulumi")
     if pulumi is None:
         raise PreflightError(
@@ -250,17 +280,18 @@ def deploy(
     command: str,
     sides: Sequence[Side],
     env: Mapping[str, str],
-    which: Callable[[str], str | None] = shutil.which,
+    which: Which | None = None,
     whoami: Whoami = sts_account,
     run: Runner = subprocess.run,
     yes: bool = False,
     project_dir: Path = PROJECT_DIR,
 ) -> int:
+    which = which or on_path(env)
     pulumi = check_cli(which, command)
     backend = check_backend(env, project_dir)
     accounts = check_credentials(sides, whoami, command)
     check_accounts(sides, accounts, command, project_dir)
-    check_plans(sides, accounts, command, project_dir)
+    check_plans(sides, accounts, command, project_dir, backend)
     check_external_upstream(sides, env, which, run, command, project_dir)
     # Every check passed: only now may anything be created.
     prepare_backend(backend)
@@ -292,10 +323,15 @@ def deploy(
 
 
 def check_plans(
-    sides: Sequence[Side], accounts: Mapping[str, str], command: str, project_dir: Path
+    sides: Sequence[Side],
+    accounts: Mapping[str, str],
+    command: str,
+    project_dir: Path,
+    backend: str | None = None,
 ) -> None:
-    """Plan both stacks as `make plan` does, with the accounts STS named, before the first
-    `pulumi up`: a bad downstream config must not be found after the upstream was changed."""
+    """Plan both stacks as `make plan` does, with the accounts STS named and the state backend,
+    before the first `pulumi up`: a bad downstream config must not be found after the upstream
+    was changed."""
     from components.config import is_fleet_template
     from scripts.plan import UpstreamNotHereError, plan_repository
     from scripts.stack_files import cli_config
@@ -314,6 +350,7 @@ def check_plans(
         project_dir,
         [s.stack for s in present],
         accounts={s.stack: accounts[s.name] for s in present},
+        backend=backend,
     )
     for result in results:
         # An upstream managed outside this repository is checked by `pulumi up` itself.
@@ -327,7 +364,7 @@ def check_plans(
 def check_external_upstream(
     sides: Sequence[Side],
     env: Mapping[str, str],
-    which: Callable[[str], str | None],
+    which: Which,
     run: Runner,
     command: str,
     project_dir: Path,
@@ -377,17 +414,20 @@ def stack_outputs(
 def upstream_deployed(
     downstream_stack: str,
     env: Mapping[str, str],
-    which: Callable[[str], str | None] = shutil.which,
+    which: Which | None = None,
     run: Runner = subprocess.run,
     project_dir: Path = PROJECT_DIR,
 ) -> tuple[int, str]:
     """Whether the upstream stack that `downstream_stack` reads exists with its outputs. A stack
     created but never deployed (a preview with `upsert` creates it) has no outputs yet."""
-    config = stack_config(downstream_stack, project_dir) or {}
+    try:
+        config = stack_config(downstream_stack, project_dir) or {}
+    except ConfigError as err:
+        return UNKNOWN, str(err)
     upstream = config.get(UPSTREAM_STACK_KEY)
     if not upstream:
         return DEPLOYED, f"stack {downstream_stack!r} reads no upstream stack; nothing to wait for"
-    pulumi = which("pulumi")
+    pulumi = (which or on_path(env))("pulumi")
     if pulumi is None:
         return UNKNOWN, f"the Pulumi CLI is not on PATH ({INSTALL_URL})"
     result = stack_outputs(pulumi, str(upstream), env, run, project_dir=project_dir)
@@ -405,7 +445,13 @@ def upstream_deployed(
     return NOT_DEPLOYED, f"upstream stack {upstream!r} exists but has never been deployed"
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    which: Which | None = None,
+    whoami: Whoami = sts_account,
+    project_dir: Path = PROJECT_DIR,
+) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=("up", "preview", "upstream-deployed"))
     parser.add_argument("--upstream-stack", default="upstream")
@@ -413,7 +459,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser.parse_args(argv)
     env = dict(os.environ if env is None else env)
     if args.command == "upstream-deployed":
-        status, message = upstream_deployed(args.downstream_stack, env)
+        status, message = upstream_deployed(
+            args.downstream_stack, env, which, project_dir=project_dir
+        )
         print(message, file=sys.stdout if status == DEPLOYED else sys.stderr)
         return status
     sides = [
@@ -421,8 +469,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         Side("downstream", args.downstream_stack, env.get("DOWNSTREAM_AWS_PROFILE") or None),
     ]
     try:
-        return deploy(args.command, sides, env, yes=env.get("YES") == "1")
-    except PreflightError as err:
+        yes = env.get("YES") == "1"
+        return deploy(args.command, sides, env, which, whoami, yes=yes, project_dir=project_dir)
+    except (PreflightError, ConfigError) as err:
         print(f"make {args.command}: {err}", file=sys.stderr)
         return 2
 

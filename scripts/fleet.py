@@ -9,6 +9,7 @@
 Environment: FLEET_PARALLELISM (members run at once; default from free memory), BATCH=i/N (only
 the i-th of N batches), PRUNE=1 (destroy and remove the stacks of accounts that left the fleet),
 FLEET_SUMMARY=<file> (also write the summary as JSON), PULUMI_BACKEND_URL (the state backend).
+`--project-dir` reads the stack files of another directory than this repository's.
 
 Each member runs in its own temporary workspace directory (see `prepare_workspace`): parallel
 Automation API runs in one directory overwrite each other's workspace files.
@@ -20,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from components.config_error import ConfigError
-from scripts.deploy import state_backend
+from scripts.deploy import Which, is_self_managed, on_path, state_backend
 from scripts.fleet_members import (
     BATCH,
     Member,
+    OrganizationsUnavailable,
     batch,
     batch_count,
     from_json,
@@ -45,7 +46,7 @@ from scripts.fleet_members import (
     parse_batch,
     to_json,
 )
-from scripts.stack_files import stack_file_config
+from scripts.stack_files import PROJECT_FILE, cli_yaml_text, load_yaml, stack_file_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLICY_PACK = "policy"
@@ -364,9 +365,7 @@ def project_settings(project_dir: Path, backend: str | None) -> dict[str, Any]:
     """The project's Pulumi.yaml (name, config schema) for a member's own workspace directory:
     the program is the project's (through the `program` link), its virtualenv the project's
     absolute `.venv`, the backend the project's."""
-    import yaml
-
-    settings: dict[str, Any] = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    settings = load_yaml(project_dir / PROJECT_FILE)
     runtime = settings.get("runtime")
     if isinstance(runtime, str):
         runtime = {"name": runtime}
@@ -385,23 +384,18 @@ def project_settings(project_dir: Path, backend: str | None) -> dict[str, Any]:
 
 
 def prepare_workspace(work_dir: Path, project_dir: Path, backend: str | None) -> None:
-    import yaml
-
     (work_dir / PROGRAM_LINK).symlink_to(project_dir.resolve(), target_is_directory=True)
-    (work_dir / "Pulumi.yaml").write_text(
-        yaml.safe_dump(project_settings(project_dir, backend), sort_keys=False)
-    )
+    (work_dir / PROJECT_FILE).write_text(cli_yaml_text(project_settings(project_dir, backend)))
 
 
 def write_stack_file(work_dir: Path, stack: str, config: Mapping[str, Any]) -> None:
     """`Pulumi.<stack>.yaml` with exactly `config`, replacing any config there and keeping what
-    `pulumi stack init` wrote beside it (the secrets provider's salt)."""
-    import yaml
-
+    `pulumi stack init` wrote beside it (the secrets provider's salt). Written so that the CLI
+    reads back exactly these values: a member's account ID 012345678901 stays text."""
     path = work_dir / f"Pulumi.{stack}.yaml"
-    document = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
-    document["config"] = dict(config)
-    path.write_text(yaml.safe_dump(document, sort_keys=True))
+    document = load_yaml(path) if path.exists() else {}
+    document["config"] = dict(sorted(config.items()))
+    path.write_text(cli_yaml_text(dict(sorted(document.items()))))
 
 
 def _op_counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
@@ -474,9 +468,7 @@ class NotReady(Exception):
     """Something every member needs is missing; the message says what and how to fix it."""
 
 
-def check_ready(
-    env: Mapping[str, str], backend: str | None, which: Callable[[str], str | None]
-) -> None:
+def check_ready(env: Mapping[str, str], backend: str | None, which: Which) -> None:
     """Fail once, before any member runs, rather than once per member."""
     if which("pulumi") is None:
         raise NotReady(
@@ -484,9 +476,8 @@ def check_ready(
             "member. Install it (https://www.pulumi.com/docs/iac/download-install/) and retry."
         )
     # The backend of `pulumi login` (None) is the CLI's to check.
-    self_managed = backend is not None and not backend.startswith(("https://", "http://"))
     passphrase = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
-    if self_managed and not any(v in env for v in passphrase):
+    if is_self_managed(backend) and not any(v in env for v in passphrase):
         raise NotReady(
             f"the state backend {backend} keeps secrets with a passphrase and neither "
             "PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set. Export one (this "
@@ -540,7 +531,7 @@ def main(
     project_dir: Path = PROJECT_DIR,
     out: TextIO | None = None,
     err: TextIO | None = None,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Which | None = None,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -553,6 +544,7 @@ def main(
         p = sub.add_parser(name)
         p.add_argument("--template", default="downstream", help="the template stack's name")
         p.add_argument("--members", help="members JSON (from `members`) instead of deriving them")
+        p.add_argument("--project-dir", type=Path, help="where the stack files are")
         if name == "matrix":
             p.add_argument("--per-batch", type=int, default=25, help="members per matrix job")
     c = sub.add_parser("comment")
@@ -562,6 +554,7 @@ def main(
         if args.command == "comment":
             out.write(comment([json.loads(Path(p).read_text()) for p in args.summaries]))
             return 0
+        project_dir = args.project_dir or project_dir
         fleet = load_members(args.template, project_dir, args.members, organizations)
         if args.command == "members":
             out.write(to_json(fleet))
@@ -579,7 +572,7 @@ def main(
         workers = parallelism(len(chosen), env, available_memory_mb())
         if runner is None:
             runner = AutomationRunner(project_dir, env)
-            check_ready(env, runner.backend, which)
+            check_ready(env, runner.backend, which or on_path(env))
         print(
             f"==> {args.command} of {len(chosen)} member(s) of fleet {args.template!r}, "
             f"{workers} at a time",
@@ -598,7 +591,7 @@ def main(
             err=err,
             whole_fleet=fleet,
         )
-    except (ConfigError, NotReady) as error:
+    except (ConfigError, NotReady, OrganizationsUnavailable) as error:
         print(f"fleet: {error}", file=err)
         return 2
     run.batch = label

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from components import config as keys
 from components.config import is_fleet_template, parse_fleet
 from components.config_error import ConfigError
@@ -36,6 +38,11 @@ AWS_REGION = keys.AWS_REGION_KEY
 SIDE = keys.SIDE.full
 
 ACTIVE = "ACTIVE"
+LIST_PERMISSIONS = "organizations:ListAccountsForParent and ListOrganizationalUnitsForParent"
+
+
+class OrganizationsUnavailable(Exception):
+    """The accounts under the template's OUs could not be listed: one line saying why."""
 
 
 @dataclass(frozen=True)
@@ -130,9 +137,58 @@ def accounts_under(organizations: Any, ou_ids: Iterable[str]) -> set[str]:
 
 
 def default_organizations_client(config: Mapping[str, Any]) -> Any:
+    """A client from the ambient credentials (AWS_PROFILE, the environment, SSO, ...), in a
+    session of its own: the environment is read now, not when boto3's default session was."""
     import boto3
 
-    return boto3.client("organizations", region_name=str(config.get(AWS_REGION)))
+    region = config.get(AWS_REGION)
+    return boto3.session.Session().client(
+        "organizations", region_name=str(region) if region else None
+    )
+
+
+def organizations_problem(err: Exception, ou_ids: Sequence[str]) -> str:
+    """One line: which OUs could not be listed, why, and what to do."""
+    from botocore import exceptions as boto
+
+    what = f"could not list the accounts under {ORGANIZATIONAL_UNIT_IDS} ({', '.join(ou_ids)})"
+    detail = " ".join(str(err).split())
+    who = (
+        "credentials of the organization's management account or of a delegated administrator "
+        f"(allowed {LIST_PERMISSIONS})"
+    )
+    if isinstance(err, boto.ProfileNotFound):
+        return (
+            f"{what}: {detail} (AWS_PROFILE). Set AWS_PROFILE to a profile in your AWS config "
+            f"that has {who}, or list the accounts in {ACCOUNTS}"
+        )
+    if isinstance(
+        err,
+        boto.NoCredentialsError
+        | boto.PartialCredentialsError
+        | boto.TokenRetrievalError
+        | boto.SSOError
+        | boto.CredentialRetrievalError,
+    ):
+        return (
+            f"{what}: no usable AWS credentials ({detail}). Log in (e.g. `aws sso login`) or set "
+            f"AWS_PROFILE, with {who}; or list the accounts in {ACCOUNTS}"
+        )
+    if isinstance(err, boto.ConnectionError | boto.HTTPClientError):
+        return (
+            f"{what}: AWS Organizations could not be reached ({detail}). This is a network "
+            "problem, not a credentials one: check your connection, VPN or proxy, and retry"
+        )
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in ("AccessDeniedException", "AccessDenied"):
+            return f"{what}: {detail}. Use {who}"
+        if code == "ParentNotFoundException":
+            return f"{what}: {detail}. Check the OU IDs: each must be an OU of your organization"
+        if code == "AWSOrganizationsNotInUseException":
+            return f"{what}: {detail}. Use {who}"
+        return f"{what}: {detail}"
+    return f"{what}: {detail}"
 
 
 # --- members ----------------------------------------------------------------------------------
@@ -151,7 +207,8 @@ def members(
     """The members of the fleet template `template_stack` (its flat config: keys as `pulumi
     config` shows them, values as YAML gives them), sorted by account. A stack that is not a
     template has none. Organizations is asked only when the template lists OUs; with
-    `organizations_client` None a boto3 client is made from the ambient credentials."""
+    `organizations_client` None a boto3 client is made from the ambient credentials. Any
+    failure to ask it is an OrganizationsUnavailable, whose message says what is missing."""
     config = {qualify(k): v for k, v in config.items()}
     check_template(template_stack, config)
     if not is_template(config):
@@ -159,8 +216,13 @@ def members(
     fleet = parse_fleet(cli_config(config))
     accounts: dict[str, str | None] = {}
     if fleet.organizational_unit_ids:
-        client = organizations_client or default_organizations_client(config)
-        accounts.update(dict.fromkeys(accounts_under(client, fleet.organizational_unit_ids)))
+        try:
+            client = organizations_client or default_organizations_client(config)
+            found = accounts_under(client, fleet.organizational_unit_ids)
+        except (BotoCoreError, ClientError) as err:
+            problem = organizations_problem(err, fleet.organizational_unit_ids)
+            raise OrganizationsUnavailable(problem) from None
+        accounts.update(dict.fromkeys(found))
     # An explicit {accountId, roleArn} wins over the same account found in an OU.
     accounts.update(dict(fleet.accounts))
     result = []

@@ -4,14 +4,17 @@ no Pulumi CLI.
 Every stack is planned by the program's own code (components/program.py `plan_stack`), from its
 stack file and Pulumi.yaml's defaults, with the account its `aws:allowedAccountIds` pins. The
 upstream stacks go first; each downstream is planned against the planned outputs of the upstream
-stack it names. A fleet template is planned as its members. A refused stack prints the same
-message `pulumi up` would, and the exit status is 1.
+stack it names, which must be one the state backend can hold (PULUMI_BACKEND_URL, else
+Pulumi.yaml's). A fleet template is planned as its members. A refused stack prints the same
+message `pulumi up` would, a stack file the CLI could not read one line naming it, and the exit
+status is 1. No AWS profile or credential is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from components.config_error import ConfigError
 from components.contract import UpstreamFacts
 from components.plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, StackPlan
 from components.program import direct_upstream, plan_stack
+from scripts.deploy import check_upstream_organization, state_backend
 from scripts.stack_files import PROJECT_DIR, cli_config, stack_file_config, stack_names
 
 
@@ -68,12 +72,14 @@ def _upstream(
     config: DownstreamConfig,
     upstream_outputs: Mapping[str, Mapping[str, Any]],
     refused: Mapping[str, ConfigError],
+    backend: str | None,
 ) -> UpstreamFacts:
     direct = direct_upstream(config)
     if direct is not None:
         return direct
     stack = config.upstream_stack
     assert stack is not None, "config parsing guarantees an upstream"
+    check_upstream_organization(stack, backend)
     short = stack.rsplit("/", 1)[-1]
     if short in refused:
         raise ConfigError(
@@ -98,13 +104,15 @@ def _plan_one(
     project_dir: Path,
     upstream_outputs: Mapping[str, Mapping[str, Any]],
     refused: Mapping[str, ConfigError],
+    backend: str | None,
     known_account: str | None = None,
 ) -> StackPlan:
     raw = cli_config(values, project_dir)
     config = parse(raw, stack)
     account = _account(raw, known_account)
     if isinstance(config, DownstreamConfig):
-        return plan_stack(config, account, _upstream(config, upstream_outputs, refused))
+        upstream = _upstream(config, upstream_outputs, refused, backend)
+        return plan_stack(config, account, upstream)
     return plan_stack(config, account, None)
 
 
@@ -122,10 +130,12 @@ def plan_repository(
     stacks: Sequence[str] | None = None,
     members_of: MembersOf = _fleet_members,
     accounts: Mapping[str, str] | None = None,
+    backend: str | None = None,
 ) -> list[StackResult]:
     """Plan the stacks (default: every stack file), upstreams first. Every upstream stack file
     is planned, asked for or not: a downstream is planned against its upstream's outputs.
-    `accounts` gives a stack's account where its file pins none (make up knows it from STS)."""
+    `accounts` gives a stack's account where its file pins none (make up knows it from STS).
+    `backend` is the state backend (None: unknown), which bounds the upstream stack names."""
     every = stack_names(project_dir)
     wanted = list(stacks) if stacks else every
     for name in wanted:
@@ -146,7 +156,9 @@ def plan_repository(
     for name in [n for n in every if sides.get(n) == "upstream"]:
         result = StackResult(name, name, values=files[name])
         try:
-            result.plan = _plan_one(name, files[name], project_dir, {}, {}, known.get(name))
+            result.plan = _plan_one(
+                name, files[name], project_dir, {}, {}, backend, known.get(name)
+            )
             upstream_outputs[name] = result.plan.outputs
         except ConfigError as err:
             result.error = refused[name] = err
@@ -158,14 +170,14 @@ def plan_repository(
             result = StackResult(name, name, values=values)
             try:
                 result.plan = _plan_one(
-                    name, values, project_dir, upstream_outputs, refused, known.get(name)
+                    name, values, project_dir, upstream_outputs, refused, backend, known.get(name)
                 )
             except ConfigError as err:
                 result.error = err
             results.append(result)
             continue
         results.extend(
-            _plan_fleet(name, values, project_dir, upstream_outputs, refused, members_of)
+            _plan_fleet(name, values, project_dir, upstream_outputs, refused, members_of, backend)
         )
     return results
 
@@ -177,6 +189,7 @@ def _plan_fleet(
     upstream_outputs: Mapping[str, Mapping[str, Any]],
     refused: Mapping[str, ConfigError],
     members_of: MembersOf,
+    backend: str | None,
 ) -> list[StackResult]:
     notes: list[str] = []
     if values.get(ORGANIZATIONAL_UNIT_IDS.full):
@@ -197,7 +210,7 @@ def _plan_fleet(
         result = StackResult(member.stack, template, notes=list(notes), values=member.config)
         try:
             result.plan = _plan_one(
-                member.stack, member.config, project_dir, upstream_outputs, refused
+                member.stack, member.config, project_dir, upstream_outputs, refused, backend
             )
         except ConfigError as err:
             result.error = err
@@ -286,7 +299,10 @@ def print_text(results: Sequence[StackResult], out: TextIO) -> None:
 
 
 def main(
-    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    argv: Sequence[str] | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("stacks", nargs="*", help="stack names (default: every stack file)")
@@ -294,7 +310,8 @@ def main(
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
     args = parser.parse_args(argv)
     try:
-        results = plan_repository(args.project_dir, stacks=args.stacks)
+        backend = state_backend(os.environ if env is None else env, args.project_dir)
+        results = plan_repository(args.project_dir, stacks=args.stacks, backend=backend)
     except ConfigError as error:
         print(f"make plan: {error}", file=err)
         return 1

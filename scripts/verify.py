@@ -13,15 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
+
+from components.config_error import ConfigError
 from components.contract import RULES_OUTPUT
-from scripts.deploy import PreflightError, check_backend, check_cli, stack_outputs
+from scripts.deploy import (
+    PreflightError,
+    Which,
+    check_backend,
+    check_cli,
+    on_path,
+    stack_outputs,
+)
 
 EcrClientFor = Callable[[str], Any]  # region -> boto3 ECR client
 
@@ -112,7 +121,7 @@ def boto3_clients(profile: str | None) -> EcrClientFor:
 def main(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Which | None = None,
     run: Callable[..., Any] = subprocess.run,
     clients: Callable[[str | None], EcrClientFor] = boto3_clients,
 ) -> int:
@@ -124,14 +133,23 @@ def main(
     if profile:
         env["AWS_PROFILE"] = profile
     try:
-        pulumi = check_cli(which, "verify")
+        pulumi = check_cli(which or on_path(env), "verify")
         check_backend(env)
         rules = read_rules(args.stack, pulumi, env, run)
-    except PreflightError as err:
+        client_for = clients(profile)
+    except (PreflightError, ConfigError) as err:
         print(f"make verify: {err}", file=sys.stderr)
         print("COULD NOT CHECK: no rule was validated")
         return COULD_NOT_CHECK
-    checks = verify(rules, clients(profile))
+    except BotoCoreError as err:  # e.g. DOWNSTREAM_AWS_PROFILE names no profile
+        print(
+            f"make verify: the downstream account's AWS credentials: {err}. Set "
+            "DOWNSTREAM_AWS_PROFILE to a profile of that account, then run `make verify` again",
+            file=sys.stderr,
+        )
+        print("COULD NOT CHECK: no rule was validated")
+        return COULD_NOT_CHECK
+    checks = verify(rules, client_for)
     for check in checks:
         print(check.line())
     status, last_line = outcome(checks)

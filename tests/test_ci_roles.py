@@ -257,6 +257,16 @@ def test_a_stack_file_must_pin_its_account(
         roles(project_dir=unpinned)
 
 
+def test_a_stack_file_the_cli_cannot_read_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = project(tmp_path, downstream_extra="  aws:region: eu-west-1\n")
+    assert main(["--repository", "owner/repo"], env={}, project_dir=broken) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("make ci-roles: Pulumi.downstream.yaml line ") and err.count("\n") == 1
+    assert "the key 'aws:region' is given twice" in err
+
+
 def test_a_fleet_template_is_pointed_to_the_fleet_prerequisites(tmp_path: Path) -> None:
     fleet = project(tmp_path, '  ecr-ptc:accounts:\n    - "444455556666"\n')
     with pytest.raises(Exception, match=r"fleet template.*README \"Fleet\""):

@@ -183,11 +183,55 @@ def test_missing_cli_names_the_command_the_user_ran(command: str) -> None:
 
 
 def test_main_prefixes_errors_with_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    # The CLI is looked up on the PATH of the environment given, whatever this machine has.
     code = main(["preview"], env={"PATH": "/nonexistent"})
     assert code == 2
     err = capsys.readouterr().err
-    # No CLI here, or (where one is installed) no passphrase: either way named as `make preview`.
-    assert err.startswith("make preview:") and "make up" not in err
+    assert err.startswith("make preview: the Pulumi CLI (`pulumi`) is not on PATH")
+    assert "make up" not in err and err.count("\n") == 1
+
+
+def test_a_malformed_stack_file_is_one_line_before_any_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+    (project_dir / "Pulumi.downstream.yaml").write_text("config:\n  aws:region: [eu-west-1\n")
+    env = {**LOCAL, "UPSTREAM_AWS_PROFILE": "up-profile"}
+    code = main(
+        ["up"], env=env, which=lambda _: "/bin/pulumi", whoami=accounts, project_dir=project_dir
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("make up: Pulumi.downstream.yaml line 3: ") and err.count("\n") == 1
+    assert not (project_dir / ".pulumi-state").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        (LOCAL, True),
+        ({**LOCAL, "PULUMI_BACKEND_URL": "s3://state/ecr-ptc"}, True),
+        (ENV, False),
+    ],
+    ids=["pulumi-yaml-folder", "s3", "pulumi-cloud"],
+)
+def test_an_upstream_organization_the_backend_cannot_hold_stops_the_preflight(
+    tmp_path: Path, env: dict[str, str], refused: bool
+) -> None:
+    project_dir = project(tmp_path, pins=PINNED)
+    path = project_dir / "Pulumi.downstream.yaml"
+    path.write_text(path.read_text().replace("organization/ecr-ptc", "acme/ecr-ptc"))
+    recorder = Recorder()
+    if not refused:
+        run_deploy(project_dir, env, run=recorder)
+        assert ["up", "--stack", "downstream"] in [args[:3] for args, _ in recorder.calls]
+        return
+    with pytest.raises(PreflightError) as caught:
+        run_deploy(project_dir, env, run=recorder)
+    message = str(caught.value)
+    assert "config ecr-ptc:upstreamStack: 'acme/ecr-ptc/upstream' is not valid: " in message
+    assert "'organization/ecr-ptc/upstream'" in message and "Nothing was changed" in message
+    assert recorder.calls == [], "no pulumi command ran"
 
 
 def test_self_managed_backend_needs_a_passphrase_variable(tmp_path: Path) -> None:

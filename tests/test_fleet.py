@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,21 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from botocore.stub import Stubber
 
 from components.config_error import ConfigError
 from scripts import fleet
-from scripts.fleet_members import Member, batch, batch_count, members, parse_batch, to_json
+from scripts.fleet_members import (
+    Member,
+    OrganizationsUnavailable,
+    batch,
+    batch_count,
+    members,
+    parse_batch,
+    to_json,
+)
+from scripts.stack_files import PROJECT_DIR
 from tests.pulumi_run import RecordingMocks, expect_refusal, run_program
 
 TEMPLATE: dict[str, Any] = {
@@ -320,3 +333,117 @@ def test_a_member_runs_the_ordinary_downstream_program() -> None:
         assert run.outputs["roleArn"].startswith(f"arn:aws:iam::{member.account_id}:role/")
         # The account came from the member's aws:allowedAccountIds: no caller-identity invoke.
         assert mocks.calls == []
+
+
+# ---- Organizations that cannot be asked: one line saying what is missing ---------------------
+
+OU_TEMPLATE = NOT_A_TEMPLATE | {"ecr-ptc:organizationalUnitIds": [OU_ROOT]}
+
+
+class Failing:
+    """An Organizations client whose every call fails with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def get_paginator(self, name: str) -> Failing:
+        return self
+
+    def paginate(self, **_: Any) -> Any:
+        raise self.error
+
+
+def refusal(client: Any) -> str:
+    with pytest.raises(OrganizationsUnavailable) as caught:
+        members("downstream", OU_TEMPLATE, client)
+    message = str(caught.value)
+    assert message.startswith(
+        f"could not list the accounts under ecr-ptc:organizationalUnitIds ({OU_ROOT}): "
+    )
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("AccessDeniedException", "management account or of a delegated administrator"),
+        ("ParentNotFoundException", "Check the OU IDs"),
+        ("AWSOrganizationsNotInUseException", "management account"),
+        ("TooManyRequestsException", "TooManyRequestsException"),
+    ],
+)
+def test_organizations_refusing_is_one_line_naming_what_to_use(
+    org: tuple[Any, Stubber], code: str, expected: str
+) -> None:
+    client, stubber = org
+    stubber.add_client_error(
+        "list_accounts_for_parent",
+        service_error_code=code,
+        service_message="refused by the stub",
+        expected_params={"ParentId": OU_ROOT},
+    )
+    message = refusal(client)
+    assert code in message and "refused by the stub" in message and expected in message
+
+
+def test_no_credentials_or_no_network_is_one_line_saying_which() -> None:
+    message = refusal(Failing(NoCredentialsError()))
+    assert "no usable AWS credentials" in message and "AWS_PROFILE" in message
+    unreachable = EndpointConnectionError(
+        endpoint_url="https://organizations.us-east-1.amazonaws.com/"
+    )
+    message = refusal(Failing(unreachable))
+    assert "network problem, not a credentials one" in message
+
+
+def test_the_ambient_credentials_missing_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default client, from this test run's empty AWS config: no profile, no credentials
+    (found before any request is sent), then a profile that does not exist."""
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    assert "no usable AWS credentials (Unable to locate credentials)" in refusal(None)
+    monkeypatch.setenv("AWS_PROFILE", "does-not-exist")
+    message = refusal(None)
+    assert "The config profile (does-not-exist) could not be found (AWS_PROFILE)" in message
+
+
+def test_make_fleet_members_without_credentials_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.downstream.yaml").write_text(yaml.safe_dump({"config": OU_TEMPLATE}))
+    out, err = io.StringIO(), io.StringIO()
+    code = fleet.main(
+        ["members", "--template", "downstream"],
+        organizations=Failing(NoCredentialsError()),
+        project_dir=tmp_path,
+        out=out,
+        err=err,
+    )
+    assert code == 2 and out.getvalue() == ""
+    assert err.getvalue().startswith("fleet: could not list the accounts under ")
+    assert err.getvalue().count("\n") == 1
+
+
+def test_make_fleet_members_with_a_missing_profile_in_a_real_process(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.downstream.yaml").write_text(yaml.safe_dump({"config": OU_TEMPLATE}))
+    empty = tmp_path / "aws-empty"
+    empty.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.fleet", "members", "--template", "downstream",
+         "--project-dir", str(tmp_path)],
+        cwd=PROJECT_DIR,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_PROFILE": "does-not-exist",
+            "AWS_CONFIG_FILE": str(empty),
+            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        f"fleet: could not list the accounts under ecr-ptc:organizationalUnitIds ({OU_ROOT}): "
+        "The config profile (does-not-exist) could not be found (AWS_PROFILE)."
+    )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +52,11 @@ def project(tmp_path: Path, **stacks: dict[str, Any]) -> Path:
     return tmp_path
 
 
-def run(project_dir: Path, *args: str) -> tuple[int, str, str]:
+def run(
+    project_dir: Path, *args: str, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = plan.main([*args, "--project-dir", str(project_dir)], out=out, err=err)
+    code = plan.main([*args, "--project-dir", str(project_dir)], out=out, err=err, env=env or {})
     return code, out.getvalue(), err.getvalue()
 
 
@@ -178,3 +184,82 @@ def test_yaml_mistakes_name_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.upstream.yaml").write_text("config:\n  aws:region: [us-east-1\n")
     code, _, err = run(tmp_path)
     assert code == 1 and "Pulumi.upstream.yaml line" in err and "Traceback" not in err
+
+
+# ---- the upstream stack's organization, against the state backend ----------------------------
+
+ACME = {**DOWNSTREAM, "ecr-ptc:upstreamStack": "acme/ecr-ptc/upstream"}
+
+
+@pytest.mark.parametrize(
+    "backend", ["file://./.pulumi-state", "s3://bucket/ecr-ptc", "gs://b", "azblob://c"]
+)
+def test_a_self_managed_backend_holds_no_other_organization(tmp_path: Path, backend: str) -> None:
+    code, out, err = run(
+        project(tmp_path, upstream=UPSTREAM, downstream=ACME), env={"PULUMI_BACKEND_URL": backend}
+    )
+    assert code == 1
+    line = next(x for x in err.splitlines() if x.startswith("make plan: stack downstream:"))
+    assert "config ecr-ptc:upstreamStack: 'acme/ecr-ptc/upstream' is not valid: " in line
+    assert "'organization/ecr-ptc/upstream'" in line and "self-managed" in line
+    assert "REFUSED" in out and "=== stack upstream" in out
+
+
+def test_pulumi_cloud_or_an_unknown_backend_takes_any_organization(tmp_path: Path) -> None:
+    project_dir = project(tmp_path, upstream=UPSTREAM, downstream=ACME)
+    code, _, err = run(project_dir, env={"PULUMI_BACKEND_URL": "https://api.pulumi.com"})
+    assert code == 0, err
+    # No backend in Pulumi.yaml nor the environment: the one of `pulumi login`, unknown here.
+    (project_dir / "Pulumi.yaml").write_text(
+        (PROJECT_DIR / "Pulumi.yaml").read_text().replace("backend:", "unused:")
+    )
+    code, _, err = run(project_dir, env={})
+    assert code == 0, err
+
+
+def test_pulumi_yamls_own_backend_counts_without_the_variable(tmp_path: Path) -> None:
+    code, _, err = run(project(tmp_path, upstream=UPSTREAM, downstream=ACME), env={})
+    assert code == 1 and "config ecr-ptc:upstreamStack: 'acme/ecr-ptc/upstream'" in err
+
+
+# ---- no AWS: a profile that does not exist changes nothing ------------------------------------
+
+
+def plan_process(project_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m scripts.plan` as make runs it, with AWS_PROFILE naming no profile, no AWS
+    config or credentials, and the metadata service off: nothing to find, nothing to reach."""
+    empty = tmp_path / "aws-empty"
+    empty.write_text("")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_PROFILE": "does-not-exist",
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.plan", "--project-dir", str(project_dir)],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_make_plan_with_a_missing_aws_profile_plans_and_refuses_in_one_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "project").mkdir()
+    project_dir = project(tmp_path / "project", upstream=UPSTREAM, downstream=DOWNSTREAM)
+    planned = plan_process(project_dir, tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stderr == "2 of 2 stacks planned\n"
+    (project_dir / "Pulumi.upstream.yaml").write_text("just a line of text\n")
+    refused = plan_process(project_dir, tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        "make plan: Pulumi.upstream.yaml line 1: the file holds text ('just a line of text'), "
+        "not a mapping; a stack file is a mapping: `config:` followed by indented `key: value` "
+        "lines\n"
+    )

@@ -118,8 +118,26 @@ def test_undeployed_stack_says_so() -> None:
 
 
 def test_missing_cli_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # Looked up on the PATH of the environment given: the same answer on a machine with the CLI.
     assert main([], env={"PATH": "/nonexistent"}) == 2
     assert "Pulumi CLI" in capsys.readouterr().err
+
+
+def test_a_downstream_profile_that_does_not_exist_is_could_not_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def run(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout=json.dumps(RULES), stderr="")
+
+    env = {"DOWNSTREAM_AWS_PROFILE": "does-not-exist", "PULUMI_BACKEND_URL": "https://x"}
+    assert main([], env=env, which=lambda _: "/bin/pulumi", run=run) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        "make verify: the downstream account's AWS credentials: The config profile "
+        "(does-not-exist) could not be found."
+    )
+    assert captured.err.count("\n") == 1
+    assert captured.out == "COULD NOT CHECK: no rule was validated\n"
 
 
 def test_main_prints_a_line_per_rule_and_fails_on_any_invalid(

@@ -89,10 +89,10 @@ def test_aws_credentials_come_from_oidc_per_stack_with_least_permissions() -> No
 
 
 def actionlint(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
-    """actionlint's verdict on `text` as the workflow `name` of a fresh repository."""
-    binary = shutil.which("actionlint") or str(
-        Path(__file__).resolve().parents[1] / ".venv" / "bin" / "actionlint"
-    )
+    """actionlint's verdict on `text` as the workflow `name` of a fresh repository, from the
+    pinned actionlint `make lint` runs (whichever one this machine's PATH may hold)."""
+    pinned = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "actionlint"
+    binary = str(pinned) if pinned.exists() else shutil.which("actionlint") or "actionlint"
     workflows = tmp_path / ".github" / "workflows"
     if not workflows.is_dir():
         workflows.mkdir(parents=True)

@@ -172,6 +172,8 @@ BOUNDS = [
 ]
 
 MESSAGES = [
+    down("region-typo-gets-the-closest-region", {"ecr-ptc:regions": ["eu-west-1", "eu-centrl-1"]},
+         "ecr-ptc:regions[1]", "'eu-centrl-1'", "(did you mean eu-central-1?)"),
     up("oversized-extra-statement-is-blamed", {X: [READ | {"Sid": "Big", "Principal": {"AWS": [str(100000000000 + i) for i in range(900)]}}]},
        f"{X}[0]", "'13642 characters'", "shorten this statement (the largest part of the policy)"),
     down("empty-grant-says-so", {}, "ecr-ptc:upstreamStack", "'organization/ecr-ptc/upstream'",

@@ -44,10 +44,12 @@ from components.policy_rules import (
 from components.values import (
     TAG_CHARACTERS,
     AccountId,
+    IamPath,
     KmsKeyArn,
     OrganizationalUnitId,
     OrganizationalUnitPath,
     OrganizationId,
+    PolicyArn,
     Prefix,
     RegionName,
     RepositoryName,
@@ -107,14 +109,28 @@ REGIONS = Key("regions", "downstream", "array", [], "string")
 ROLE_NAME = Key("roleName", "downstream", "string", "")
 REPOSITORY_TEMPLATE = Key("repositoryTemplate", "downstream", None, None)
 CONSUMER_ROLE_NAMES = Key("consumerRoleNames", "downstream", "array", [], "string")
+# Every role the program creates gets this permissions boundary and this path, so that a deploy
+# role allowed to create roles only with the boundary cannot escalate (`make ci-roles`).
+PERMISSIONS_BOUNDARY_ARN = Key("permissionsBoundaryArn", "downstream", "string", "")
+IAM_PATH = Key("iamPath", "downstream", "string", "")
 # A downstream stack file that sets ACCOUNTS or ORGANIZATIONAL_UNIT_IDS is a fleet template: it
 # is never deployed itself; `make fleet-up` deploys one member stack per account from it.
 ACCOUNTS = Key("accounts", "downstream", None, [])
 ORGANIZATIONAL_UNIT_IDS = Key("organizationalUnitIds", "downstream", "array", [], "string")
 EXCLUDE_ACCOUNT_IDS = Key("excludeAccountIds", "downstream", "array", [], "string")
 ACCOUNT_ROLE_NAME = Key("accountRoleName", "downstream", "string", "")
-FLEET_KEYS = (ACCOUNTS, ORGANIZATIONAL_UNIT_IDS, EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME)
-DEFAULT_ACCOUNT_ROLE_NAME = "OrganizationAccountAccessRole"
+ACCOUNT_PREVIEW_ROLE_NAME = Key("accountPreviewRoleName", "downstream", "string", "")
+FLEET_KEYS = (
+    ACCOUNTS,
+    ORGANIZATIONAL_UNIT_IDS,
+    EXCLUDE_ACCOUNT_IDS,
+    ACCOUNT_ROLE_NAME,
+    ACCOUNT_PREVIEW_ROLE_NAME,
+)
+# The member roles `make ci-roles` emits as a StackSet template: a deploy role and a read-only
+# preview role, each trusted only by the fleet's central role of its kind.
+DEFAULT_ACCOUNT_ROLE_NAME = "ecr-ptc-fleet-deploy"
+DEFAULT_ACCOUNT_PREVIEW_ROLE_NAME = "ecr-ptc-fleet-preview"
 
 KEYS: tuple[Key, ...] = (
     SIDE,
@@ -134,6 +150,8 @@ KEYS: tuple[Key, ...] = (
     ROLE_NAME,
     REPOSITORY_TEMPLATE,
     CONSUMER_ROLE_NAMES,
+    PERMISSIONS_BOUNDARY_ARN,
+    IAM_PATH,
     *FLEET_KEYS,
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
@@ -265,6 +283,7 @@ class UpstreamRegistryModel(_Model):
 class FleetAccountModel(_Model):
     account_id: AccountId
     role_arn: RoleArn
+    preview_role_arn: RoleArn | None = None
 
 
 class DownstreamModel(_Model):
@@ -285,10 +304,13 @@ class DownstreamModel(_Model):
     role_name: Annotated[RoleName | None, Unset] = None
     repository_template: TemplateModel | None = None
     consumer_role_names: list[RoleName] = []
+    permissions_boundary_arn: Annotated[PolicyArn | None, Unset] = None
+    iam_path: Annotated[IamPath | None, Unset] = None
     accounts: list[AccountId | FleetAccountModel] = []
     organizational_unit_ids: list[OrganizationalUnitId] = []
     exclude_account_ids: list[AccountId] = []
     account_role_name: Annotated[RoleName | None, Unset] = None
+    account_preview_role_name: Annotated[RoleName | None, Unset] = None
     side: Literal["upstream", "downstream", ""] = ""
 
 
@@ -363,6 +385,8 @@ class DownstreamConfig:
     upstream: DirectUpstream | None
     repository_template: RepositoryTemplate | None = None
     consumer_role_names: tuple[str, ...] = ()
+    permissions_boundary_arn: str | None = None
+    iam_path: str | None = None
 
     @property
     def size_summary(self) -> str:
@@ -885,6 +909,13 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
             )
     stack, direct = _upstream(model, here)
     _no_duplicates(CONSUMER_ROLE_NAMES.full, model.consumer_role_names, ignore_case=True)
+    boundary = model.permissions_boundary_arn
+    if boundary is not None and boundary.split(":")[1] != here.partition:
+        raise ConfigError(
+            PERMISSIONS_BOUNDARY_ARN.full,
+            boundary,
+            f"a policy of this stack's partition ({here.partition})",
+        )
     return DownstreamConfig(
         region=here,
         regions=tuple(regions),
@@ -894,6 +925,8 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
         upstream=direct,
         repository_template=_repository_template(model.repository_template, tuple(regions)),
         consumer_role_names=tuple(sorted(model.consumer_role_names)),
+        permissions_boundary_arn=boundary,
+        iam_path=model.iam_path,
     )
 
 
@@ -901,11 +934,27 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
 class FleetTemplate:
     """What a fleet template says about its members."""
 
-    accounts: tuple[tuple[str, str | None], ...]  # listed account -> explicit role ARN or None
+    # Listed account -> its explicit deploy role ARN and preview role ARN, or None for each.
+    accounts: tuple[tuple[str, str | None, str | None], ...]
     organizational_unit_ids: tuple[str, ...]
     exclude_account_ids: tuple[str, ...]
     account_role_name: str
     partition: str
+    account_preview_role_name: str = DEFAULT_ACCOUNT_PREVIEW_ROLE_NAME
+
+    def role_arns(self, account_id: str) -> tuple[str, str]:
+        """(deploy role, preview role) of a member: the ARNs the template lists for it, else
+        the roles named accountRoleName and accountPreviewRoleName in its account."""
+        listed = {a: (deploy, preview) for a, deploy, preview in self.accounts}
+        deploy, preview = listed.get(account_id, (None, None))
+
+        def named(name: str) -> str:
+            return f"arn:{self.partition}:iam::{account_id}:role/{name}"
+
+        return (
+            deploy or named(self.account_role_name),
+            preview or named(self.account_preview_role_name),
+        )
 
 
 def parse_fleet(config: RawConfig) -> FleetTemplate:
@@ -914,29 +963,48 @@ def parse_fleet(config: RawConfig) -> FleetTemplate:
     model: DownstreamModel = _validate(DownstreamModel, config, "downstream")
     parse_downstream(config)
     partition = region(model.region).partition
-    listed: list[tuple[str, str | None]] = []
+    listed: list[tuple[str, str | None, str | None]] = []
     for i, item in enumerate(model.accounts):
         if isinstance(item, str):
-            listed.append((item, None))
+            listed.append((item, None, None))
             continue
-        _, arn_partition, _, _, arn_account, _ = item.role_arn.split(":", 5)
-        if arn_account != item.account_id or arn_partition != partition:
+        for field, arn in (("roleArn", item.role_arn), ("previewRoleArn", item.preview_role_arn)):
+            if arn is None:
+                continue
+            _, arn_partition, _, _, arn_account, _ = arn.split(":", 5)
+            if arn_account != item.account_id or arn_partition != partition:
+                raise ConfigError(
+                    f"{ACCOUNTS.full}[{i}].{field}",
+                    arn,
+                    f"a role of account {item.account_id} in partition {partition} (the "
+                    f"template's {AWS_REGION_KEY}): the member's stack runs in that account",
+                )
+        if item.preview_role_arn is not None and item.preview_role_arn == item.role_arn:
             raise ConfigError(
-                f"{ACCOUNTS.full}[{i}].roleArn",
-                item.role_arn,
-                f"a role of account {item.account_id} in partition {partition} (the template's "
-                f"{AWS_REGION_KEY}): the member's stack runs in that account",
+                f"{ACCOUNTS.full}[{i}].previewRoleArn",
+                item.preview_role_arn,
+                "a read-only role other than roleArn: pull requests preview with it, and must "
+                "never hold the deploy role",
             )
-        listed.append((item.account_id, item.role_arn))
-    _no_duplicates(ACCOUNTS.full, [a for a, _ in listed])
+        listed.append((item.account_id, item.role_arn, item.preview_role_arn))
+    _no_duplicates(ACCOUNTS.full, [a for a, _, _ in listed])
     _no_duplicates(ORGANIZATIONAL_UNIT_IDS.full, model.organizational_unit_ids)
     _no_duplicates(EXCLUDE_ACCOUNT_IDS.full, model.exclude_account_ids)
+    preview_name = model.account_preview_role_name or DEFAULT_ACCOUNT_PREVIEW_ROLE_NAME
+    if preview_name.lower() == (model.account_role_name or DEFAULT_ACCOUNT_ROLE_NAME).lower():
+        raise ConfigError(
+            ACCOUNT_PREVIEW_ROLE_NAME.full,
+            preview_name,
+            f"a read-only role other than {ACCOUNT_ROLE_NAME.full}: pull requests preview with "
+            "it, and must never hold the deploy role",
+        )
     return FleetTemplate(
         accounts=tuple(listed),
         organizational_unit_ids=tuple(model.organizational_unit_ids),
         exclude_account_ids=tuple(model.exclude_account_ids),
         account_role_name=model.account_role_name or DEFAULT_ACCOUNT_ROLE_NAME,
         partition=partition,
+        account_preview_role_name=preview_name,
     )
 
 
@@ -946,6 +1014,21 @@ def is_fleet_template(config: RawConfig) -> bool:
     )
 
 
+def refuse_fleet_keys_outside_a_template(config: RawConfig) -> None:
+    """The fleet's other keys say nothing without a fleet: set alone, they would be ignored."""
+    if is_fleet_template(config):
+        return
+    for key in FLEET_KEYS:
+        raw = config.get(key.full)
+        if raw not in (None, "") and not _holds_default(key, raw):
+            raise ConfigError(
+                key.full,
+                raw,
+                f"unset unless this stack file is a fleet template ({ACCOUNTS.full} or "
+                f"{ORGANIZATIONAL_UNIT_IDS.full} set): it configures fleet members only",
+            )
+
+
 def parse(config: RawConfig, stack_name: str) -> StackConfig:
     refuse_unknown_keys(config)
     side = resolve_side(config, stack_name)
@@ -953,16 +1036,7 @@ def parse(config: RawConfig, stack_name: str) -> StackConfig:
     if side == "upstream":
         return parse_upstream(config)
     parsed = parse_downstream(config)
-    if not is_fleet_template(config):
-        for key in (EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME):
-            raw = config.get(key.full)
-            if raw not in (None, "") and not _holds_default(key, raw):
-                raise ConfigError(
-                    key.full,
-                    raw,
-                    f"unset unless this stack file is a fleet template ({ACCOUNTS.full} or "
-                    f"{ORGANIZATIONAL_UNIT_IDS.full} set): it configures fleet members only",
-                )
+    refuse_fleet_keys_outside_a_template(config)
     if is_fleet_template(config):
         raise FleetTemplateError(
             f"{ACCOUNTS.full} / {ORGANIZATIONAL_UNIT_IDS.full}",

@@ -97,6 +97,10 @@ class PullThroughCacheArgs(TypedDict):
     """Existing roles of this account to attach the consumer policy to."""
     repository_template: NotRequired[pulumi.Input[RepositoryTemplateArgs]]
     """Settings for the cache repositories ECR creates; unset: no creation template."""
+    permissions_boundary_arn: NotRequired[pulumi.Input[str]]
+    """Permissions boundary (a managed policy ARN) of every role the component creates."""
+    iam_path: NotRequired[pulumi.Input[str]]
+    """IAM path of every role the component creates. Default: /."""
 
 
 ARGUMENT_NAMES = {
@@ -126,6 +130,8 @@ def downstream_config(values: dict[str, Any]) -> DownstreamConfig:
                 keys.ROLE_NAME.full: values.get("role_name"),
                 keys.CONSUMER_ROLE_NAMES.full: values.get("consumer_role_names"),
                 keys.REPOSITORY_TEMPLATE.full: camel_keys(values.get("repository_template")),
+                keys.PERMISSIONS_BOUNDARY_ARN.full: values.get("permissions_boundary_arn"),
+                keys.IAM_PATH.full: values.get("iam_path"),
             }
         )
     )

@@ -298,6 +298,11 @@ def rule_summaries(
     return sorted(summaries, key=lambda s: (s["region"], s["ecrRepositoryPrefix"]))
 
 
+def _role_limits(config: DownstreamConfig) -> dict[str, str | None]:
+    """What every role of ours carries: the permissions boundary and the IAM path configured."""
+    return {"permissions_boundary": config.permissions_boundary_arn, "path": config.iam_path}
+
+
 def _template_resources(
     config: DownstreamConfig, template: RepositoryTemplate, account_id: str, name: str
 ) -> tuple[list[PlannedResource], dict[tuple[str, str], str]]:
@@ -316,6 +321,7 @@ def _template_resources(
                     description=f"Assumed by ECR to create cache repositories in {account_id} "
                     "from a creation template",
                     assume_role_policy=canonical_json(template_role_trust_policy()),
+                    **_role_limits(config),
                 ),
                 group=TEMPLATES,
             )
@@ -392,6 +398,7 @@ def plan_downstream(
                 description="Assumed by ECR pull through cache to copy images from "
                 f"{facts.registry_url}",
                 assume_role_policy=canonical_json(cache_role_trust_policy()),
+                **_role_limits(config),
             ),
         ),
         PlannedResource(

@@ -82,6 +82,10 @@ def downstream_args(
     }
     if config.role_name is not None:
         args["role_name"] = config.role_name
+    if config.permissions_boundary_arn is not None:
+        args["permissions_boundary_arn"] = config.permissions_boundary_arn
+    if config.iam_path is not None:
+        args["iam_path"] = config.iam_path
     if template is not None:
         settings: RepositoryTemplateArgs = {
             "image_tag_mutability": template.image_tag_mutability,

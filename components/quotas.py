@@ -23,8 +23,9 @@ PREFIX_MAX_CHARS = 30
 REPOSITORY_NAME_MIN_CHARS = 2
 REPOSITORY_NAME_MAX_CHARS = 256
 
-# IAM role names.
+# IAM role names, and IAM paths (CreateRole's Path).
 ROLE_NAME_MAX_CHARS = 64
+IAM_PATH_MAX_CHARS = 512
 
 # Tags on an AWS resource, and repository creation templates.
 MAX_TAGS_PER_RESOURCE = 50

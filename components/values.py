@@ -149,6 +149,26 @@ StackName = _pattern_type(
     "e.g. organization/ecr-ptc/upstream",
 )
 
+# IAM paths (CreateRole's Path): '/' alone, or '/'-separated segments of printable ASCII other
+# than '/', starting and ending with '/'. Each segment is delimited, so the match is linear.
+_IAM_PATH_SEGMENT = r"[\x21-\x2e\x30-\x7e]+"
+IAM_PATH_PATTERN = rf"/(?:{_IAM_PATH_SEGMENT}/)*"
+IamPath = _pattern_type(
+    IAM_PATH_PATTERN,
+    f"an IAM path: '/' or '/<segment>/.../', printable ASCII, at most "
+    f"{quotas.IAM_PATH_MAX_CHARS} characters (e.g. /ecr-ptc/)",
+    1,
+    quotas.IAM_PATH_MAX_CHARS,
+)
+POLICY_ARN_PATTERN = (
+    r"arn:(?:aws|aws-cn|aws-us-gov):iam::(?:[0-9]{12}|aws):policy/"
+    rf"(?:{_IAM_PATH_SEGMENT}/)*[A-Za-z0-9+=,.@_-]{{1,128}}"
+)
+PolicyArn = _pattern_type(
+    POLICY_ARN_PATTERN,
+    "a managed policy ARN, arn:<partition>:iam::<12-digit account>:policy/<path/name>",
+)
+
 ROLE_ARN_PATTERN = (
     r"arn:(?:aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/"
     r"(?:[A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}"

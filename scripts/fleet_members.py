@@ -20,7 +20,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from components import config as keys
-from components.config import is_fleet_template, parse_fleet
+from components.config import (
+    is_fleet_template,
+    parse_fleet,
+    refuse_fleet_keys_outside_a_template,
+)
 from components.config_error import ConfigError
 from scripts.stack_files import cli_config, qualify
 
@@ -28,6 +32,7 @@ ACCOUNTS = keys.ACCOUNTS.full
 ORGANIZATIONAL_UNIT_IDS = keys.ORGANIZATIONAL_UNIT_IDS.full
 EXCLUDE_ACCOUNT_IDS = keys.EXCLUDE_ACCOUNT_IDS.full
 ACCOUNT_ROLE_NAME = keys.ACCOUNT_ROLE_NAME.full
+PERMISSIONS_BOUNDARY_ARN = keys.PERMISSIONS_BOUNDARY_ARN.full
 FLEET_KEYS = tuple(k.full for k in keys.FLEET_KEYS)
 
 # Provider settings the fleet writes into each member: a template must leave them to the fleet.
@@ -45,20 +50,41 @@ class OrganizationsUnavailable(Exception):
     """The accounts under the template's OUs could not be listed: one line saying why."""
 
 
+PREVIEW = "preview"
+
+
 @dataclass(frozen=True)
 class Member:
-    """One account of a fleet: its stack, the role the stack's provider assumes, its config."""
+    """One account of a fleet: its stack, the roles the stack's provider assumes (the deploy
+    role for `up`, the read-only preview role for `preview`), its config (with the deploy
+    role)."""
 
     stack: str
     account_id: str
     role_arn: str
     config: Mapping[str, Any]
+    preview_role_arn: str = ""
+
+    def role_for(self, command: str) -> str:
+        """The role a command runs with: a preview never holds the deploy role."""
+        if command == PREVIEW:
+            if not self.preview_role_arn:
+                raise ValueError(
+                    f"{self.stack} has no preview role: regenerate the members with this version"
+                )
+            return self.preview_role_arn
+        return self.role_arn
+
+    def config_for(self, command: str) -> dict[str, Any]:
+        """The member's config, its provider assuming the role of `command`."""
+        return {**self.config, ASSUME_ROLES: [{"roleArn": self.role_for(command)}]}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "stack": self.stack,
             "accountId": self.account_id,
             "roleArn": self.role_arn,
+            "previewRoleArn": self.preview_role_arn,
             "config": dict(self.config),
         }
 
@@ -80,14 +106,7 @@ def check_template(template_stack: str, config: Mapping[str, Any]) -> None:
     """Refuse what a fleet cannot run: fleet keys without a fleet, an upstream template, provider
     settings the fleet itself writes per member."""
     if not is_template(config):
-        for key in (EXCLUDE_ACCOUNT_IDS, ACCOUNT_ROLE_NAME):
-            if config.get(key) not in (None, [], ""):
-                raise ConfigError(
-                    key,
-                    config[key],
-                    f"unset unless {ACCOUNTS} or {ORGANIZATIONAL_UNIT_IDS} makes this stack a "
-                    "fleet template",
-                )
+        refuse_fleet_keys_outside_a_template(cli_config(config))
         return
     key = ACCOUNTS if config.get(ACCOUNTS) else ORGANIZATIONAL_UNIT_IDS
     side = config.get(SIDE)
@@ -194,10 +213,23 @@ def organizations_problem(err: Exception, ou_ids: Sequence[str]) -> str:
 # --- members ----------------------------------------------------------------------------------
 
 
+def in_account(arn: str, account_id: str) -> str:
+    """A customer managed policy's ARN in `account_id`: the same path and name (an AWS managed
+    policy, `iam::aws:policy/...`, is the same everywhere)."""
+    head, partition, service, region_name, account, rest = arn.split(":", 5)
+    if account == "aws":
+        return arn
+    return ":".join((head, partition, service, region_name, account_id, rest))
+
+
 def member_config(config: Mapping[str, Any], account_id: str, role_arn: str) -> dict[str, Any]:
     own = {k: v for k, v in config.items() if k not in FLEET_KEYS}
     own[ALLOWED_ACCOUNT_IDS] = [account_id]
     own[ASSUME_ROLES] = [{"roleArn": role_arn}]
+    boundary = own.get(PERMISSIONS_BOUNDARY_ARN)
+    if isinstance(boundary, str) and boundary:
+        # Each member's roles carry the boundary of its own account (the StackSet creates it).
+        own[PERMISSIONS_BOUNDARY_ARN] = in_account(boundary, account_id)
     return dict(sorted(own.items()))
 
 
@@ -214,7 +246,7 @@ def members(
     if not is_template(config):
         return []
     fleet = parse_fleet(cli_config(config))
-    accounts: dict[str, str | None] = {}
+    accounts: dict[str, None] = {}
     if fleet.organizational_unit_ids:
         try:
             client = organizations_client or default_organizations_client(config)
@@ -223,20 +255,18 @@ def members(
             problem = organizations_problem(err, fleet.organizational_unit_ids)
             raise OrganizationsUnavailable(problem) from None
         accounts.update(dict.fromkeys(found))
-    # An explicit {accountId, roleArn} wins over the same account found in an OU.
-    accounts.update(dict(fleet.accounts))
+    # An explicit {accountId, roleArn, previewRoleArn} wins over the same account in an OU.
+    accounts.update(dict.fromkeys(a for a, _, _ in fleet.accounts))
     result = []
     for account_id in sorted(set(accounts) - set(fleet.exclude_account_ids)):
-        role_arn = (
-            accounts[account_id]
-            or f"arn:{fleet.partition}:iam::{account_id}:role/{fleet.account_role_name}"
-        )
+        role_arn, preview_role_arn = fleet.role_arns(account_id)
         result.append(
             Member(
                 stack=member_stack(template_stack, account_id),
                 account_id=account_id,
                 role_arn=role_arn,
                 config=member_config(config, account_id, role_arn),
+                preview_role_arn=preview_role_arn,
             )
         )
     return result
@@ -249,7 +279,10 @@ def to_json(fleet: Sequence[Member]) -> str:
 
 
 def from_json(text: str) -> list[Member]:
-    return [Member(m["stack"], m["accountId"], m["roleArn"], m["config"]) for m in json.loads(text)]
+    return [
+        Member(m["stack"], m["accountId"], m["roleArn"], m["config"], m.get("previewRoleArn", ""))
+        for m in json.loads(text)
+    ]
 
 
 # --- batches ----------------------------------------------------------------------------------

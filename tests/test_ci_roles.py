@@ -174,7 +174,8 @@ def test_trust_policies_admit_only_this_repository_on_the_right_event() -> None:
             "Federated": f"arn:aws:iam::{ACCOUNTS[side]}:oidc-provider/token.actions.githubusercontent.com"
         }
         assert s["Action"] == "sts:AssumeRoleWithWebIdentity"
-        event = "ref:refs/heads/main" if kind == "deploy" else "pull_request"
+        event = "environment:production" if kind == "deploy" else "environment:preview"
+        assert role["githubEnvironment"] == event.split(":")[1]
         assert s["Condition"] == {
             "StringEquals": {
                 "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
@@ -215,7 +216,9 @@ def test_same_inputs_same_text(tmp_path: Path, capsys: pytest.CaptureFixture[str
     first = capsys.readouterr().out
     assert main([], env=env, project_dir=EXAMPLE) == 0
     assert capsys.readouterr().out == first
-    assert set(json.loads(first)) == set(ROLES)
+    assert set(json.loads(first)) == {*ROLES, "boundaryPolicy"}
+    boundary = json.loads(first)["boundaryPolicy"]
+    assert boundary["policyArn"] == BOUNDARY and boundary["account"] == "444455556666"
     # The order of the regions in the stack file does not change the text.
     reordered = project(tmp_path)
     path = reordered / "Pulumi.downstream.yaml"
@@ -267,12 +270,6 @@ def test_a_stack_file_the_cli_cannot_read_is_one_line(
     assert "the key 'aws:region' is given twice" in err
 
 
-def test_a_fleet_template_is_pointed_to_the_fleet_prerequisites(tmp_path: Path) -> None:
-    fleet = project(tmp_path, '  ecr-ptc:accounts:\n    - "444455556666"\n')
-    with pytest.raises(Exception, match=r"fleet template.*README \"Fleet\""):
-        roles(project_dir=fleet)
-
-
 def test_state_reads_stay_within_this_project() -> None:
     state = "arn:aws:s3:::acme-pulumi-state/ecr-ptc/.pulumi"
     for name, role in roles(S3).items():
@@ -281,3 +278,196 @@ def test_state_reads_stay_within_this_project() -> None:
         assert grants(policy, "s3:GetObject", f"{state}/meta.yaml"), name
         assert not grants(policy, "s3:GetObject", f"{state}/stacks/payroll/prod.json"), name
         assert not grants(policy, "s3:GetObject", f"{state}/history/payroll/prod/x.json"), name
+
+
+# --- nothing escalates: attacks on the roles, one row each ------------------------------------
+
+BOUNDARY = "arn:aws:iam::444455556666:policy/ecr-ptc-role-boundary"
+
+
+def subjects_admitted(role: dict[str, Any]) -> set[str]:
+    """Every OIDC subject the role's trust policy admits (StringEquals, no wildcard)."""
+    found: set[str] = set()
+    for s in role["trustPolicy"]["Statement"]:
+        assert set(s["Condition"]) == {"StringEquals"}, "a subject pattern could match more"
+        found.update(
+            _as_list(s["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"])
+        )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("role", "subject"),
+    [
+        ("downstream-deploy", f"repo:{REPOSITORY}:ref:refs/heads/feature"),  # a branch
+        (
+            "downstream-deploy",
+            f"repo:{REPOSITORY}:ref:refs/heads/main",
+        ),  # a schedule or dispatch on main
+        ("upstream-deploy", f"repo:{REPOSITORY}:pull_request"),  # a pull request
+        ("upstream-deploy", f"repo:{REPOSITORY}:environment:preview"),  # a preview job
+        ("downstream-deploy", "repo:evil/ecr-ptc:environment:production"),  # another repository
+        ("upstream-preview", f"repo:{REPOSITORY}:ref:refs/heads/feature"),  # a branch push
+        ("downstream-preview", "repo:acme/ecr-ptc-fork:environment:preview"),  # a fork's name
+    ],
+)
+def test_no_other_event_or_repository_can_assume_a_role(role: str, subject: str) -> None:
+    assert subject not in subjects_admitted(roles()[role])
+
+
+def test_the_environments_are_configurable_and_exact() -> None:
+    custom = ci_roles(REPOSITORY, "upstream", "downstream", {}, EXAMPLE, "pr-preview", "prod-eu")
+    assert subjects_admitted(custom["upstream-deploy"]) == {
+        f"repo:{REPOSITORY}:environment:prod-eu"
+    }
+    assert subjects_admitted(custom["upstream-preview"]) == {
+        f"repo:{REPOSITORY}:environment:pr-preview"
+    }
+
+
+def _allows(
+    document: dict[str, Any], action: str, resource: str, condition: dict[str, str]
+) -> bool:
+    """Whether `document` allows `action` on `resource` for a request whose condition keys
+    are `condition` (a small evaluator: Allow and Deny, StringEquals/ArnEquals/ArnNotEquals and
+    ArnLike; unknown keys fail a condition, as IAM does)."""
+
+    def holds(s: dict[str, Any]) -> bool:
+        for operator, block in (s.get("Condition") or {}).items():
+            for key, wanted in block.items():
+                value = condition.get(key)
+                values = _as_list(wanted)
+                if operator in ("StringEquals", "ArnEquals") and value not in values:
+                    return False
+                if operator == "ArnNotEquals" and (value is None or value in values):
+                    return False
+                if operator == "ArnLike" and not any(
+                    fnmatch.fnmatchcase(value or "", v) for v in values
+                ):
+                    return False
+        return True
+
+    def matches(s: dict[str, Any]) -> bool:
+        return (
+            any(fnmatch.fnmatchcase(action, a) for a in _as_list(s["Action"]))
+            and any(fnmatch.fnmatchcase(resource, r) for r in _as_list(s["Resource"]))
+            and holds(s)
+        )
+
+    statements = document["Statement"]
+    if any(s["Effect"] == "Deny" and matches(s) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and matches(s) for s in statements)
+
+
+ROLE = "arn:aws:iam::444455556666:role/ecr-ptc-role-a1b2c3d"
+OTHER_POLICY = "arn:aws:iam::444455556666:policy/AdministratorAccess"
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "condition"),
+    [
+        # create or rewrite a role without the boundary, or with another one
+        ("iam:CreateRole", ROLE, {}),
+        ("iam:CreateRole", ROLE, {"iam:PermissionsBoundary": OTHER_POLICY}),
+        ("iam:PutRolePolicy", ROLE, {}),
+        ("iam:PutRolePermissionsBoundary", ROLE, {"iam:PermissionsBoundary": OTHER_POLICY}),
+        # take the boundary off, or rewrite the boundary policy itself
+        ("iam:DeleteRolePermissionsBoundary", ROLE, {"iam:PermissionsBoundary": BOUNDARY}),
+        ("iam:CreatePolicyVersion", BOUNDARY, {}),
+        ("iam:SetDefaultPolicyVersion", BOUNDARY, {}),
+        # a role outside the names the program gives
+        (
+            "iam:CreateRole",
+            "arn:aws:iam::444455556666:role/admin",
+            {"iam:PermissionsBoundary": BOUNDARY},
+        ),
+        # attach anything but the consumer policy to a consumer role, or attach to any role
+        (
+            "iam:AttachRolePolicy",
+            "arn:aws:iam::444455556666:role/eks-node",
+            {"iam:PolicyARN": OTHER_POLICY},
+        ),
+        (
+            "iam:AttachRolePolicy",
+            ROLE,
+            {"iam:PolicyARN": OTHER_POLICY, "iam:PermissionsBoundary": BOUNDARY},
+        ),
+        # hand the cache role to another service
+        ("iam:PassRole", ROLE, {"iam:PassedToService": "ec2.amazonaws.com"}),
+    ],
+)
+def test_the_downstream_deploy_role_cannot_escalate(
+    action: str, resource: str, condition: dict[str, str], tmp_path: Path
+) -> None:
+    consumer = project(tmp_path, "  ecr-ptc:consumerRoleNames:\n    - eks-node\n")
+    deploy = roles(project_dir=consumer)["downstream-deploy"]["permissionPolicy"]
+    assert not _allows(deploy, action, resource, condition)
+
+
+def test_what_the_deploy_role_may_do_with_the_boundary() -> None:
+    deploy = roles()["downstream-deploy"]["permissionPolicy"]
+    bounded = {"iam:PermissionsBoundary": BOUNDARY}
+    assert _allows(deploy, "iam:CreateRole", ROLE, bounded)
+    assert _allows(deploy, "iam:PutRolePolicy", ROLE, bounded)
+    assert _allows(deploy, "iam:PutRolePermissionsBoundary", ROLE, bounded)
+    assert _allows(
+        deploy, "iam:PassRole", ROLE, {"iam:PassedToService": "pullthroughcache.ecr.amazonaws.com"}
+    )
+
+
+def test_every_bounded_action_takes_the_boundary_condition_key() -> None:
+    from policy_sentry.querying.actions import get_action_data
+
+    from scripts.ci_roles import BOUNDED_ROLE_ACTIONS
+
+    for action in BOUNDED_ROLE_ACTIONS:
+        service, name = action.split(":")
+        keys = {k for row in get_action_data(service, name)[service] for k in row["condition_keys"]}
+        assert "iam:PermissionsBoundary" in keys, action
+
+
+def test_without_a_boundary_make_ci_roles_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unbounded = project(tmp_path)
+    path = unbounded / "Pulumi.downstream.yaml"
+    path.write_text(
+        "\n".join(x for x in path.read_text().splitlines() if "permissionsBoundaryArn" not in x)
+        + "\n"
+    )
+    assert main(["--repository", REPOSITORY], env={}, project_dir=unbounded) == 2
+    err = capsys.readouterr().err
+    assert "ecr-ptc:permissionsBoundaryArn is not set" in err and "--boundary-policy" in err
+
+
+def test_the_boundary_policy_allows_no_iam_sts_or_other_service(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--boundary-policy"], env={}) == 0
+    boundary = json.loads(capsys.readouterr().out)
+    assert all(resource_formats(a) for a in actions(boundary)), "every action is real"
+    services = {a.split(":")[0] for a in actions(boundary)}
+    assert services == {"ecr", "kms"}
+    [grant] = [s for s in statements(boundary) if "kms:CreateGrant" in _as_list(s["Action"])]
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+
+
+EXPLAINED_ESCALATIONS = {"CreateNewPolicyVersion", "SetExistingDefaultPolicyVersion"}
+
+
+def test_parliament_finds_no_escalation_the_readme_does_not_explain() -> None:
+    from parliament import analyze_policy_string
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, role in roles(S3).items():
+        policy = analyze_policy_string(
+            json.dumps(role["permissionPolicy"]), include_community_auditors=True
+        )
+        found = {
+            f.location.get("type") for f in policy.findings if f.issue == "PRIVILEGE_ESCALATION"
+        }
+        expected = EXPLAINED_ESCALATIONS if name == "downstream-deploy" else set()
+        assert found == expected, (name, found)
+    for technique in EXPLAINED_ESCALATIONS:
+        assert technique in readme, technique

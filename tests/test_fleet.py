@@ -122,7 +122,12 @@ def test_listed_accounts_become_one_stack_each_pinned_to_their_account() -> None
     result = members("downstream", TEMPLATE)
     assert [m.stack for m in result] == ["downstream-210000000001", "downstream-210000000002"]
     first = result[0]
-    assert first.role_arn == "arn:aws:iam::210000000001:role/OrganizationAccountAccessRole"
+    assert first.role_arn == "arn:aws:iam::210000000001:role/ecr-ptc-fleet-deploy"
+    # Previews hold the read-only role, never the deploy role.
+    assert first.preview_role_arn == "arn:aws:iam::210000000001:role/ecr-ptc-fleet-preview"
+    assert first.role_for("preview") == first.preview_role_arn
+    assert first.config_for("preview")["aws:assumeRoles"] == [{"roleArn": first.preview_role_arn}]
+    assert first.config_for("up")["aws:assumeRoles"] == [{"roleArn": first.role_arn}]
     assert first.config == {
         "aws:region": "eu-west-1",
         "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream",
@@ -166,11 +171,11 @@ def test_ous_nested_active_only_excluded_skipped_explicit_role_wins(
     }
     result = members("downstream", config, client)
     assert {m.account_id: m.role_arn.rsplit("/", 1)[-1] for m in result} == {
-        "210000000001": "OrganizationAccountAccessRole",
-        "310000000001": "OrganizationAccountAccessRole",
+        "210000000001": "ecr-ptc-fleet-deploy",
+        "310000000001": "ecr-ptc-fleet-deploy",
         "310000000003": "special",  # listed and found under OU_CHILD: once, the explicit role
-        "310000000004": "OrganizationAccountAccessRole",  # Status when State is absent
-        "310000000006": "OrganizationAccountAccessRole",  # two levels down
+        "310000000004": "ecr-ptc-fleet-deploy",  # Status when State is absent
+        "310000000006": "ecr-ptc-fleet-deploy",  # two levels down
     }
     assert all("ecr-ptc:organizationalUnitIds" not in m.config for m in result)
     assert all("ecr-ptc:excludeAccountIds" not in m.config for m in result)
@@ -231,7 +236,7 @@ def test_a_stack_that_is_not_a_template_is_refused_by_the_fleet_commands(tmp_pat
         (
             {"ecr-ptc:accounts": [{"accountId": "210000000001", "role": "x"}]},
             "ecr-ptc:accounts[0].role",
-            "accountId, roleArn",
+            "accountId, previewRoleArn, roleArn",
         ),
         (
             {
@@ -447,3 +452,17 @@ def test_make_fleet_members_with_a_missing_profile_in_a_real_process(tmp_path: P
         f"fleet: could not list the accounts under ecr-ptc:organizationalUnitIds ({OU_ROOT}): "
         "The config profile (does-not-exist) could not be found (AWS_PROFILE)."
     )
+
+
+def test_each_member_uses_the_boundary_of_its_own_account() -> None:
+    template = {
+        **TEMPLATE,
+        "ecr-ptc:permissionsBoundaryArn": "arn:aws:iam::999999999999:policy/b/ecr-ptc-role-boundary",
+    }
+    for member in members("downstream", template):
+        assert member.config["ecr-ptc:permissionsBoundaryArn"] == (
+            f"arn:aws:iam::{member.account_id}:policy/b/ecr-ptc-role-boundary"
+        )
+    aws_managed = {**TEMPLATE, "ecr-ptc:permissionsBoundaryArn": "arn:aws:iam::aws:policy/X"}
+    for member in members("downstream", aws_managed):
+        assert member.config["ecr-ptc:permissionsBoundaryArn"] == "arn:aws:iam::aws:policy/X"

@@ -353,7 +353,15 @@ def test_each_member_gets_its_own_workspace_running_the_project_program(tmp_path
     assert project_settings["config"] == {"ecr-ptc:side": {"type": "string", "default": ""}}
     assert first["env"]["PULUMI_BACKEND_URL"] == "s3://state/ecr-ptc"
     # All of the member's config, and nothing else, beside what `stack init` wrote.
-    assert first["stack_file"] == {"config": dict(two[0].config), "encryptionsalt": "v1:salt"}
+    # The preview's provider assumes the member's read-only role, not the deploy role.
+    assert first["stack_file"] == {
+        "config": two[0].config_for("preview"),
+        "encryptionsalt": "v1:salt",
+    }
+    assert first["stack_file"]["config"]["aws:assumeRoles"] == [
+        {"roleArn": two[0].preview_role_arn}
+    ]
+    assert two[0].preview_role_arn != two[0].role_arn
     assert first["kwargs"]["policy_packs"] == [str(project.resolve() / "policy")]
 
 

@@ -18,12 +18,15 @@ import pytest
 from pydantic import TypeAdapter
 
 from components import aws_names, policy_rules, values
-from components.config import resembles_namespace
+from components.config import parse_fleet, resembles_namespace
+from components.config_error import ConfigError
 from components.policy_rules import CACHE_READ_ACTIONS
 from policy import guardrails
+from scripts.stack_files import cli_config
 from tests.pulumi_run import DOWNSTREAM_ACCOUNT, UPSTREAM_ACCOUNT
 from tests.test_refusals import (
     ARN_HEAD,
+    DOWN,
     EXCLUSION,
     ONE_REGION,
     TEMPLATE,
@@ -383,3 +386,75 @@ def test_no_pattern_backtracks_on_adversarial_input() -> None:
             assert pattern.fullmatch(LONGEST_VALID[name]) is not None, name
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, f"{len(compiled)} patterns took {elapsed:.2f} s"
+
+
+# --- permissions boundary and IAM path of the roles the stack creates --------------------------
+
+BOUNDARY = f"arn:aws:iam::{DOWNSTREAM_ACCOUNT}:policy/boundaries/ecr-ptc-boundary"
+
+# fmt: off
+LIMITS = [
+    down("boundary-not-a-policy-arn", {"ecr-ptc:permissionsBoundaryArn": f"arn:aws:iam::{DOWNSTREAM_ACCOUNT}:role/x"},
+         "ecr-ptc:permissionsBoundaryArn", f"'arn:aws:iam::{DOWNSTREAM_ACCOUNT}:role/x'", "a managed policy ARN"),
+    down("boundary-of-another-partition", {"ecr-ptc:permissionsBoundaryArn": f"arn:aws-cn:iam::{DOWNSTREAM_ACCOUNT}:policy/b"},
+         "ecr-ptc:permissionsBoundaryArn", f"'arn:aws-cn:iam::{DOWNSTREAM_ACCOUNT}:policy/b'", "a policy of this stack's partition (aws)"),
+    down("path-without-slashes", {"ecr-ptc:iamPath": "ecr-ptc"}, "ecr-ptc:iamPath", "'ecr-ptc'", "an IAM path"),
+    down("path-with-an-empty-segment", {"ecr-ptc:iamPath": "/a//"}, "ecr-ptc:iamPath", "'/a//'", "an IAM path"),
+    down("accountPreviewRoleName-outside-a-template", {"ecr-ptc:accountPreviewRoleName": "Reader"},
+         "ecr-ptc:accountPreviewRoleName", "'Reader'", "unset unless this stack file is a fleet template"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in LIMITS])
+def test_boundary_path_and_fleet_role_refusals(case: Bad) -> None:
+    check(case)
+
+
+def test_every_role_the_stack_creates_carries_the_boundary_and_the_path() -> None:
+    result = run_down(
+        {
+            "ecr-ptc:permissionsBoundaryArn": BOUNDARY,
+            "ecr-ptc:iamPath": "/ecr-ptc/",
+            TEMPLATE: {"resourceTags": {"team": "platform"}},
+        }
+    )
+    roles = result.mocks.of_type("aws:iam/role:Role")
+    assert len(roles) == 2, [r.name for r in roles]  # the cache role and the template role
+    for role in roles:
+        assert role.inputs["permissionsBoundary"] == BOUNDARY, role.name
+        assert role.inputs["path"] == "/ecr-ptc/", role.name
+
+
+def test_without_a_boundary_the_roles_have_none() -> None:
+    for role in run_down({}).mocks.of_type("aws:iam/role:Role"):
+        assert "permissionsBoundary" not in role.inputs and "path" not in role.inputs
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        (
+            {"ecr-ptc:accountRoleName": "Admin", "ecr-ptc:accountPreviewRoleName": "admin"},
+            "ecr-ptc:accountPreviewRoleName",
+        ),
+        (
+            {
+                "ecr-ptc:accounts": [
+                    {
+                        "accountId": "777788889999",
+                        "roleArn": "arn:aws:iam::777788889999:role/deploy",
+                        "previewRoleArn": "arn:aws:iam::777788889999:role/deploy",
+                    }
+                ]
+            },
+            "ecr-ptc:accounts[0].previewRoleArn",
+        ),
+    ],
+)
+def test_a_fleet_never_previews_with_its_deploy_role(changes: dict[str, Any], key: str) -> None:
+    template = {**DOWN, "ecr-ptc:accounts": ["777788889999"], **changes}
+    with pytest.raises(ConfigError) as refused:
+        parse_fleet(cli_config(template))
+    assert refused.value.key == key
+    assert "a read-only role other than" in refused.value.valid

@@ -1,0 +1,375 @@
+"""`make ci-roles` for a fleet template: every role a fleet needs, as IAM documents and as the
+CloudFormation templates that create them.
+
+A fleet runs from one account (`--fleet-account`, where GitHub's OIDC provider is) into every
+member account. It needs, in the fleet account:
+
+- `fleet-preview`: assumed by pull-request previews (the preview environment); it may assume
+  only each member's read-only preview role (`ecr-ptc:accountPreviewRoleName`), and read the
+  project's state;
+- `fleet-deploy`: assumed by deploys (the deploy environment); it may assume only each member's
+  deploy role (`ecr-ptc:accountRoleName`), and write the members' state;
+- `organizations-reader`: lists the accounts under the template's OUs (the management account
+  or a delegated administrator; both environments);
+
+and in every member account the preview and deploy roles themselves, each trusted only by the
+central role of its kind, with the downstream stack's preview or deploy permissions, and the
+permissions boundary every role of the stack carries. Member roles must exist before any member
+stack can run, so they come as a CloudFormation template to roll out as a StackSet to the
+template's OUs (`memberStackSetTemplate`); the fleet account's part (OIDC provider and the three
+roles) as another (`fleetAccountTemplate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components.config import (
+    ACCOUNT_PREVIEW_ROLE_NAME,
+    ACCOUNT_ROLE_NAME,
+    DownstreamConfig,
+    FleetTemplate,
+    parse_downstream,
+    parse_fleet,
+)
+from components.config_error import ConfigError
+from scripts.ci_roles import (
+    BOUNDARY_KEY,
+    BOUNDARY_POLICY_NAME,
+    DEFAULT_DEPLOY_ENVIRONMENT,
+    DEFAULT_PREVIEW_ENVIRONMENT,
+    GITHUB_OIDC_HOST,
+    OIDC_AUDIENCE,
+    POLICY_VERSION,
+    PROJECT_NAME,
+    CiRolesError,
+    Stack,
+    boundary_policy,
+    github_subject,
+    permission_policy,
+    statement,
+    trust_policy,
+)
+from scripts.fleet_members import in_account
+
+CENTRAL_ROLES = {
+    "fleet-preview": ("ecr-ptc-fleet-ci-preview", "FLEET_AWS_PREVIEW_ROLE_ARN"),
+    "fleet-deploy": ("ecr-ptc-fleet-ci-deploy", "FLEET_AWS_ROLE_ARN"),
+    "organizations-reader": ("ecr-ptc-fleet-organizations-reader", "FLEET_ORGANIZATIONS_ROLE_ARN"),
+}
+# CloudFormation fills these in per member account.
+MEMBER_ACCOUNT = "${AWS::AccountId}"
+ORGANIZATIONS_ACTIONS = (
+    "organizations:ListAccountsForParent",
+    "organizations:ListOrganizationalUnitsForParent",
+)
+
+
+def _role_arn(partition: str, account: str, name: str) -> str:
+    return f"arn:{partition}:iam::{account}:role/{name}"
+
+
+def member_role_arns(fleet: FleetTemplate, preview: bool) -> tuple[list[str], list[str]]:
+    """(ARNs of the listed members' roles, OU IDs whose members' roles are named): what a
+    central role may assume. Members found under an OU are named by role name in any account,
+    narrowed to those OUs by aws:ResourceOrgPaths."""
+    listed = sorted({fleet.role_arns(a)[1 if preview else 0] for a, _, _ in fleet.accounts})
+    return listed, sorted(fleet.organizational_unit_ids)
+
+
+def assume_statements(fleet: FleetTemplate, preview: bool) -> list[dict[str, Any] | None]:
+    listed, ous = member_role_arns(fleet, preview)
+    name = fleet.account_preview_role_name if preview else fleet.account_role_name
+    kind = "Preview" if preview else "Deploy"
+    statements = [statement(f"AssumeListedMembers{kind}Roles", ["sts:AssumeRole"], listed)]
+    if ous:
+        statements.append(
+            statement(
+                f"AssumeMembers{kind}RolesUnderTheOUs",
+                ["sts:AssumeRole"],
+                [_role_arn(fleet.partition, "*", name)],
+                {"ForAnyValue:StringLike": {"aws:ResourceOrgPaths": [f"*/{ou}/*" for ou in ous]}},
+            )
+        )
+    return statements
+
+
+def state_statements(
+    fleet: FleetTemplate, template: str, backend: tuple[str, str] | None, deploy: bool
+) -> list[dict[str, Any] | None]:
+    """The Automation API runs with the central role's credentials: it reads the project's state
+    and, deploying, writes the members' stacks (`<template>-<account>`) and nothing else."""
+    if backend is None:
+        return []
+    bucket, prefix = backend
+    base = f"{prefix}/" if prefix else ""
+    s3 = f"arn:{fleet.partition}:s3:::{bucket}"
+    state = f"{s3}/{base}.pulumi"
+    statements = [
+        statement(
+            "ListStateUnderPrefix",
+            ["s3:ListBucket"],
+            [s3],
+            {"StringLike": {"s3:prefix": f"{base}*"}} if base else None,
+        ),
+        statement(
+            "ReadProjectState",
+            ["s3:GetObject"],
+            [
+                f"{state}/meta.yaml",
+                f"{state}/stacks/{PROJECT_NAME}/*",
+                f"{state}/*/{PROJECT_NAME}/*",
+            ],
+        ),
+    ]
+    if deploy:
+        statements.append(
+            statement(
+                "WriteMemberStackState",
+                ["s3:DeleteObject", "s3:PutObject"],
+                [
+                    f"{state}/stacks/{PROJECT_NAME}/{template}-*",
+                    f"{state}/*/{PROJECT_NAME}/{template}-*",
+                ],
+            )
+        )
+    return statements
+
+
+def _document(statements: list[dict[str, Any] | None]) -> dict[str, Any]:
+    return {"Version": POLICY_VERSION, "Statement": [s for s in statements if s is not None]}
+
+
+def organizations_reader_policy(partition: str) -> dict[str, Any]:
+    return _document(
+        [
+            statement(
+                "ListTheOrganizationsAccountsAndOUs",
+                ORGANIZATIONS_ACTIONS,
+                [
+                    f"arn:{partition}:organizations::*:ou/o-*/ou-*",
+                    f"arn:{partition}:organizations::*:root/o-*/r-*",
+                ],
+            )
+        ]
+    )
+
+
+def member_stack(
+    template: str, config: DownstreamConfig, raw: Mapping[str, Any], boundary: str
+) -> Stack:
+    """The downstream stack of any member, its account left to CloudFormation."""
+    return Stack(
+        "downstream",
+        f"{template}-{MEMBER_ACCOUNT}",
+        MEMBER_ACCOUNT,
+        config.region.partition,
+        tuple(sorted({r.name for r in config.regions})),
+        raw,
+        in_account(boundary, MEMBER_ACCOUNT),
+        config.iam_path or "/",
+    )
+
+
+def _sub(value: Any) -> Any:
+    """Strings that name the member account, as CloudFormation's Fn::Sub of them."""
+    if isinstance(value, str) and MEMBER_ACCOUNT in value:
+        return {"Fn::Sub": value}
+    if isinstance(value, list):
+        return [_sub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _sub(v) for k, v in value.items()}
+    return value
+
+
+def _member_role(name: str, trusted: str, policy: dict[str, Any], description: str) -> Any:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": name,
+            "Description": description,
+            "MaxSessionDuration": 3600,
+            "AssumeRolePolicyDocument": {
+                "Version": POLICY_VERSION,
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": trusted},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [{"PolicyName": name, "PolicyDocument": _sub(policy)}],
+        },
+    }
+
+
+def member_stackset_template(
+    fleet: FleetTemplate, stack: Stack, central: Mapping[str, str]
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "PreviewRole": _member_role(
+            fleet.account_preview_role_name,
+            central["fleet-preview"],
+            permission_policy(stack, False, None),
+            "ecr-ptc fleet previews: read only; assumed by the fleet's central preview role",
+        ),
+        "DeployRole": _member_role(
+            fleet.account_role_name,
+            central["fleet-deploy"],
+            permission_policy(stack, True, None),
+            "ecr-ptc fleet deploys; assumed by the fleet's central deploy role",
+        ),
+    }
+    assert stack.boundary is not None
+    if ":iam::aws:policy/" not in stack.boundary:
+        path, _, name = stack.boundary.split(":policy", 1)[1].rpartition("/")
+        resources["Boundary"] = {
+            "Type": "AWS::IAM::ManagedPolicy",
+            "Properties": {
+                "ManagedPolicyName": name,
+                "Path": f"{path}/",
+                "Description": "ecr-ptc: the ceiling of every role a member stack creates",
+                "PolicyDocument": boundary_policy(),
+            },
+        }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "ecr-ptc fleet member roles: roll out as a StackSet to the fleet's OUs "
+        "(service-managed permissions, automatic deployment) before the first fleet run",
+        "Resources": resources,
+    }
+
+
+def fleet_account_template(roles: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "GitHubOidcProvider": {
+            "Type": "AWS::IAM::OIDCProvider",
+            "Properties": {
+                "Url": f"https://{GITHUB_OIDC_HOST}",
+                "ClientIdList": [OIDC_AUDIENCE],
+            },
+        }
+    }
+    for key, role in roles.items():
+        logical = "".join(part.capitalize() for part in key.split("-")) + "Role"
+        resources[logical] = {
+            "Type": "AWS::IAM::Role",
+            "DependsOn": "GitHubOidcProvider",
+            "Properties": {
+                "RoleName": role["roleName"],
+                "AssumeRolePolicyDocument": role["trustPolicy"],
+                "Policies": [
+                    {"PolicyName": role["roleName"], "PolicyDocument": role["permissionPolicy"]}
+                ],
+            },
+        }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "ecr-ptc fleet: GitHub's OIDC provider and the fleet's central roles "
+        "(skip the provider if the account has one)",
+        "Resources": resources,
+    }
+
+
+def fleet_roles(
+    repository: str,
+    template: str,
+    raw: Mapping[str, str],
+    values: Mapping[str, Any],
+    fleet_account: str | None,
+    backend: tuple[str, str] | None,
+    preview_environment: str = DEFAULT_PREVIEW_ENVIRONMENT,
+    deploy_environment: str = DEFAULT_DEPLOY_ENVIRONMENT,
+) -> dict[str, Any]:
+    """Every role of the fleet of `template` (`raw`: its config as the CLI hands it, `values`:
+    as the stack file gives it)."""
+    try:
+        fleet = parse_fleet(raw)
+        config = parse_downstream(raw)
+    except ConfigError as err:
+        raise CiRolesError(f"Pulumi.{template}.yaml: {err}") from None
+    if not fleet_account:
+        raise CiRolesError(
+            f"Pulumi.{template}.yaml is a fleet template: name the account the fleet runs from "
+            "(where GitHub's OIDC provider and the fleet's central roles are) with "
+            "--fleet-account <12-digit account> (or FLEET_ACCOUNT_ID)"
+        )
+    if config.permissions_boundary_arn is None:
+        raise CiRolesError(
+            f"{BOUNDARY_KEY} is not set in Pulumi.{template}.yaml: without a permissions boundary "
+            "on the roles the members create, each member's deploy role could create a role "
+            "with any policy. Set it to the policy the StackSet creates in every member, e.g. "
+            f"arn:{fleet.partition}:iam::<any account>:policy/{BOUNDARY_POLICY_NAME} (each "
+            "member uses the policy of that path and name in its own account)"
+        )
+    stack = member_stack(template, config, values, config.permissions_boundary_arn)
+    central = {
+        key: _role_arn(fleet.partition, fleet_account, name)
+        for key, (name, _) in CENTRAL_ROLES.items()
+    }
+    account_stack = Stack("fleet", template, fleet_account, fleet.partition, (), values)
+    preview_trust = trust_policy(account_stack, repository, False, preview_environment)
+    deploy_trust = trust_policy(account_stack, repository, True, deploy_environment)
+    reader_trust = trust_policy(account_stack, repository, False, preview_environment)
+    subject = f"{GITHUB_OIDC_HOST}:sub"
+    reader_trust["Statement"][0]["Sid"] = "GitHubPreviewAndDeployEnvironments"
+    reader_trust["Statement"][0]["Condition"]["StringEquals"][subject] = sorted(
+        github_subject(repository, e) for e in {preview_environment, deploy_environment}
+    )
+    documents = {
+        "fleet-preview": (
+            preview_environment,
+            preview_trust,
+            _document(
+                [
+                    *assume_statements(fleet, preview=True),
+                    *state_statements(fleet, template, backend, deploy=False),
+                ]
+            ),
+        ),
+        "fleet-deploy": (
+            deploy_environment,
+            deploy_trust,
+            _document(
+                [
+                    *assume_statements(fleet, preview=False),
+                    *state_statements(fleet, template, backend, deploy=True),
+                ]
+            ),
+        ),
+        "organizations-reader": (
+            f"{preview_environment}, {deploy_environment}",
+            reader_trust,
+            organizations_reader_policy(fleet.partition),
+        ),
+    }
+    roles = {
+        key: {
+            "account": fleet_account,
+            "roleName": CENTRAL_ROLES[key][0],
+            "repositoryVariable": CENTRAL_ROLES[key][1],
+            "githubEnvironment": environment,
+            "trustPolicy": trust,
+            "permissionPolicy": permissions,
+        }
+        for key, (environment, trust, permissions) in documents.items()
+    }
+    return {
+        **roles,
+        "memberRoles": {
+            "preview": {
+                "roleName": fleet.account_preview_role_name,
+                "key": ACCOUNT_PREVIEW_ROLE_NAME.full,
+                "trustedBy": central["fleet-preview"],
+            },
+            "deploy": {
+                "roleName": fleet.account_role_name,
+                "key": ACCOUNT_ROLE_NAME.full,
+                "trustedBy": central["fleet-deploy"],
+            },
+        },
+        "memberStackSetTemplate": member_stackset_template(fleet, stack, central),
+        "fleetAccountTemplate": fleet_account_template(roles),
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 from components.aws_names import account_root_arn
 from components.config_error import ConfigError
-from components.policy_rules import CACHE_READ_ACTIONS
+from components.policy_rules import CACHE_READ_ACTIONS, ECR_SERVICE, PULL_THROUGH_CACHE_SERVICE
 
 PolicyDocument = dict[str, Any]
 Statement = dict[str, Any]
@@ -34,9 +34,6 @@ CACHE_WRITE_ACTIONS = (
 # so it cannot be scoped to a repository.
 REGISTRY_LOGIN_ACTION = "ecr:GetAuthorizationToken"
 
-PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
-# The principal ECR uses for repository creation templates: not the pull-through-cache one.
-ECR_SERVICE = "ecr.amazonaws.com"
 
 # What ECR does, as the template's role, when it creates a cache repository from a template.
 TEMPLATE_REPOSITORY_ACTIONS = ("ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource")

@@ -105,6 +105,12 @@ READ_ACTIONS = frozenset(
 # ours. Repository policies may not grant it.
 REPLICATION_ACTIONS = frozenset({"ecr:CreateRepository", "ecr:ReplicateImage"})
 
+# The services that assume the roles the program creates: pull through cache fills the cache,
+# ECR creates repositories from a creation template. No role of ours trusts anything else.
+PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
+ECR_SERVICE = "ecr.amazonaws.com"
+ROLE_SERVICES = (PULL_THROUGH_CACHE_SERVICE, ECR_SERVICE)
+
 # What a pull through the cache needs from the upstream.
 CACHE_READ_ACTIONS = (
     "ecr:BatchGetImage",

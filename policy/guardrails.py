@@ -20,10 +20,20 @@ from pulumi_policy import (
 )
 
 from components import quotas
-from components.policy_rules import Registry, denied_reads, grants_in, statement_problems
+from components.policy_rules import (
+    ECR_ACTIONS,
+    PULL_THROUGH_CACHE_SERVICE,
+    ROLE_SERVICES,
+    Registry,
+    denied_reads,
+    grants_in,
+    statement_problems,
+)
 
-PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
 ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+MANAGED_POLICY = "aws:iam/policy:Policy"
+ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
 REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
@@ -66,32 +76,94 @@ def _label(statement: dict[str, Any], index: int) -> str:
 
 
 def trust_policy_violations(assume_role_policy: str | dict[str, Any] | None) -> list[str]:
-    """A role that the pull-through-cache service may assume must trust that service alone."""
-    statements = _statements(assume_role_policy)
-    trusts_cache = any(
-        ("Service", PULL_THROUGH_CACHE_SERVICE) in _principals(s)
-        for s in statements
-        if s.get("Effect") == "Allow"
-    )
-    if not trusts_cache:
-        return []
+    """Every role of an ecr-ptc stack is assumed by one AWS service, pull through cache or ECR
+    (creation templates), and by nothing else: no account, no federated identity, no wildcard,
+    no NotPrincipal, only sts:AssumeRole."""
     violations = []
+    statements = _statements(assume_role_policy)
+    services: set[str] = set()
     for i, statement in enumerate(statements):
         if statement.get("Effect") != "Allow":
             continue
+        label = _label(statement, i)
         if "NotPrincipal" in statement:
-            violations.append(f"{_label(statement, i)} uses NotPrincipal: it trusts almost anyone")
+            violations.append(f"{label} uses NotPrincipal: it trusts almost anyone")
+        if _as_list(statement.get("Action")) != ["sts:AssumeRole"]:
+            violations.append(
+                f"{label} allows {statement.get('Action') or statement.get('NotAction')!r}: a "
+                "service role is assumed with sts:AssumeRole only"
+            )
         for kind, value in _principals(statement):
             if value == "*" or "*" in value:
+                violations.append(f"{label} trusts a wildcard principal ({kind}: {value})")
+            elif kind != "Service" or value not in ROLE_SERVICES:
                 violations.append(
-                    f"{_label(statement, i)} trusts a wildcard principal ({kind}: {value})"
+                    f"{label} trusts {kind}: {value}; a role of ecr-ptc is assumed only by "
+                    f"{' or '.join(ROLE_SERVICES)}"
                 )
-            elif (kind, value) != ("Service", PULL_THROUGH_CACHE_SERVICE):
-                violations.append(
-                    f"{_label(statement, i)} also trusts {kind}: {value}; a pull-through-cache "
-                    f"role must trust only {PULL_THROUGH_CACHE_SERVICE}"
-                )
+            else:
+                services.add(value)
+    if len(services) > 1:
+        violations.append(
+            f"the role trusts {' and '.join(sorted(services))}: one service per role, so that "
+            f"{PULL_THROUGH_CACHE_SERVICE} can never act with a template role's key access"
+        )
     return violations
+
+
+# What the roles and the consumer policy of a stack may be allowed: ECR's actions, and the KMS
+# use of a creation template's key (components/policies.py writes nothing else).
+IDENTITY_KMS_ACTIONS = frozenset({"kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"})
+# The one action that has no resource type: it alone may be granted on "*".
+REGISTRY_LOGIN_ACTION = "ecr:GetAuthorizationToken"
+_ECR_REPOSITORY = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):ecr:[a-z0-9*-]+:[0-9]{12}:repository/[a-z0-9._/*-]+", re.ASCII
+)
+_KMS_KEY = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):kms:[a-z0-9-]+:[0-9]{12}:key/[a-z0-9-]+", re.ASCII
+)
+
+
+def identity_policy_violations(policy: str | dict[str, Any] | None) -> list[str]:
+    """A role policy or managed policy of an ecr-ptc stack allows ECR and a template key's KMS
+    use only, on repository and key ARNs (ecr:GetAuthorizationToken alone on "*"): no IAM, no
+    STS, no other service, no NotAction or NotResource."""
+    violations = []
+    for i, statement in enumerate(_statements(policy)):
+        if statement.get("Effect") != "Allow":
+            continue
+        label = _label(statement, i)
+        for element in ("NotAction", "NotResource"):
+            if element in statement:
+                violations.append(f"{label} uses {element}: it allows everything it does not list")
+        actions = [str(a) for a in _as_list(statement.get("Action"))]
+        for action in actions:
+            if action not in ECR_ACTIONS and action not in IDENTITY_KMS_ACTIONS:
+                violations.append(
+                    f"{label} allows {action}: an ecr-ptc role or consumer policy allows only ECR "
+                    "actions (named, no wildcard) and kms:CreateGrant, DescribeKey, RetireGrant"
+                )
+        for resource in (str(r) for r in _as_list(statement.get("Resource"))):
+            if resource == "*":
+                if set(actions) != {REGISTRY_LOGIN_ACTION}:
+                    violations.append(
+                        f'{label} allows {", ".join(actions)} on "*": only '
+                        f"{REGISTRY_LOGIN_ACTION} has no resource to name"
+                    )
+            elif not (_ECR_REPOSITORY.fullmatch(resource) or _KMS_KEY.fullmatch(resource)):
+                violations.append(f"{label} names {resource}: only ECR repository and KMS key ARNs")
+    return violations
+
+
+def attachment_violations(policy_arn: Any) -> list[str]:
+    """A stack attaches only its own consumer policy: never an AWS managed policy (known once
+    the ARN is; an ARN computed during the preview is checked at the update)."""
+    if isinstance(policy_arn, str) and ":iam::aws:policy/" in policy_arn:
+        return [
+            f"the attachment names the AWS managed policy {policy_arn}: an ecr-ptc stack attaches "
+            "only its consumer policy"
+        ]
+    return []
 
 
 def resource_policy_violations(
@@ -161,9 +233,21 @@ def _policy(
 POLICIES: list[Policy] = [
     _policy(
         "ptc-role-trusts-only-the-cache-service",
-        "A role trusted by pullthroughcache.ecr.amazonaws.com trusts nothing else, no wildcard.",
+        "Every role is assumed by one service, pull through cache or ECR, and nothing else.",
         [ROLE],
         lambda _, props: trust_policy_violations(props.get("assumeRolePolicy")),
+    ),
+    _policy(
+        "ecr-ptc-identity-policies-allow-ecr-only",
+        "Role and managed policies allow only ECR and a template key's KMS use, on ARNs.",
+        [ROLE_POLICY, MANAGED_POLICY],
+        lambda _, props: identity_policy_violations(props.get("policy")),
+    ),
+    _policy(
+        "ecr-ptc-attaches-only-its-consumer-policy",
+        "No AWS managed policy is attached to a role.",
+        [ROLE_POLICY_ATTACHMENT],
+        lambda _, props: attachment_violations(props.get("policyArn")),
     ),
     _policy(
         "ecr-policy-grants-reads-only",

@@ -52,7 +52,7 @@ from components.policies import (
     TEMPLATE_KMS_GRANT_ACTION,
     TEMPLATE_REPOSITORY_ACTIONS,
 )
-from components.policy_rules import CACHE_READ_ACTIONS
+from components.policy_rules import CACHE_READ_ACTIONS, ECR_SERVICE, PULL_THROUGH_CACHE_SERVICE
 from scripts.deploy import (
     ALLOWED_ACCOUNTS_KEY,
     PROJECT_DIR,
@@ -64,8 +64,6 @@ from scripts.stack_files import cli_config
 POLICY_VERSION = "2012-10-17"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 OIDC_AUDIENCE = "sts.amazonaws.com"
-PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
-ECR_SERVICE = "ecr.amazonaws.com"
 
 # The names the program gives what it creates (components/program.py and the components): Pulumi
 # autonames a resource `<name>-<7 random characters>` unless a name is configured.

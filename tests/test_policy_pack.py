@@ -15,6 +15,8 @@ from components import quotas
 from components.policy_rules import READ_ACTIONS, REPLICATION_ACTIONS
 from policy.guardrails import (
     POLICIES,
+    attachment_violations,
+    identity_policy_violations,
     policy_size_violations,
     resource_policy_violations,
     rule_violations,
@@ -49,13 +51,15 @@ def test_trust_only_the_cache_service_passes() -> None:
     assert trust_policy_violations(trust(PTC)) == []
 
 
-def test_roles_that_do_not_trust_the_cache_service_are_not_this_policys_business() -> None:
-    assert (
-        trust_policy_violations(
-            trust({"Service": "ec2.amazonaws.com"}, {"AWS": "arn:aws:iam::1:root"})
-        )
-        == []
-    )
+def test_a_role_trusted_by_anything_but_one_of_our_services_fails() -> None:
+    # A cache role trusted only by an outside account (no service at all) is refused too.
+    assert trust_policy_violations(trust({"AWS": "arn:aws:iam::999988887777:root"}))
+    assert trust_policy_violations(trust({"Service": "ec2.amazonaws.com"}))
+    assert trust_policy_violations(trust({"Federated": "cognito-identity.amazonaws.com"}))
+    assert trust_policy_violations(trust({"Service": "ecr.amazonaws.com"})) == []
+    # One service per role: the cache role never shares a template role's key access.
+    both = trust(PTC, {"Service": "ecr.amazonaws.com"})
+    assert any("one service per role" in v for v in trust_policy_violations(both))
 
 
 @pytest.mark.parametrize(
@@ -65,18 +69,60 @@ def test_roles_that_do_not_trust_the_cache_service_are_not_this_policys_business
         ("*", "wildcard principal"),
         (
             {"Service": ["pullthroughcache.ecr.amazonaws.com", "ec2.amazonaws.com"]},
-            "also trusts Service: ec2.amazonaws.com",
+            "trusts Service: ec2.amazonaws.com",
         ),
         (
             {"AWS": "arn:aws:iam::111122223333:root"},
-            "also trusts AWS: arn:aws:iam::111122223333:root",
+            "trusts AWS: arn:aws:iam::111122223333:root",
         ),
-        ({"Federated": "cognito-identity.amazonaws.com"}, "also trusts Federated"),
+        ({"Federated": "cognito-identity.amazonaws.com"}, "trusts Federated"),
     ],
 )
 def test_trusting_anything_else_fails(other: Any, expected: str) -> None:
     violations = trust_policy_violations(trust(PTC, other))
     assert any(expected in v for v in violations), violations
+
+
+def identity(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+REPO = "arn:aws:ecr:*:444455556666:repository/golden/*"
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ({"Effect": "Allow", "Action": "iam:CreateRole", "Resource": "*"}, "allows iam:CreateRole"),
+        ({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}, "allows sts:AssumeRole"),
+        ({"Effect": "Allow", "Action": "ecr:*", "Resource": REPO}, "allows ecr:*"),
+        ({"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}, 'on "*"'),
+        ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}, "s3:GetObject"),
+        ({"Effect": "Allow", "NotAction": "iam:*", "Resource": REPO}, "uses NotAction"),
+        ({"Effect": "Allow", "Action": "ecr:PutImage", "NotResource": REPO}, "uses NotResource"),
+        ({"Effect": "Allow", "Action": "ecr:PutImage", "Resource": "arn:aws:s3:::b"}, "names arn:aws:s3:::b"),
+    ],
+)  # fmt: skip
+def test_role_and_managed_policies_allow_ecr_only(statement: dict[str, Any], expected: str) -> None:
+    violations = identity_policy_violations(identity(statement))
+    assert any(expected in v for v in violations), violations
+
+
+def test_what_the_program_writes_in_identity_policies_passes() -> None:
+    login = {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
+    pull = {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:PutImage"], "Resource": REPO}
+    key = {
+        "Effect": "Allow",
+        "Action": "kms:CreateGrant",
+        "Resource": "arn:aws:kms:eu-west-1:444455556666:key/12345678-1234-1234-1234-123456789012",
+    }
+    assert identity_policy_violations(identity(login, pull, key)) == []
+
+
+def test_an_aws_managed_policy_is_never_attached() -> None:
+    assert attachment_violations("arn:aws:iam::aws:policy/AdministratorAccess")
+    assert attachment_violations("arn:aws:iam::444455556666:policy/ecr-ptc-consumer-policy-1") == []
+    assert attachment_violations(None) == []  # computed during a preview
 
 
 # --- registry and repository policies ---------------------------------------------------------
@@ -322,8 +368,10 @@ def test_pack_passes_everything_ecr_ptc_generates() -> None:
             ],
         }
     )
+    consumers = run_downstream({**BASE, "ecr-ptc:consumerRoleNames": ["eks-node"]})
+    assert consumers.mocks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     checked = 0
-    for result in (upstream, downstream, repository, organizational_units):
+    for result in (upstream, downstream, repository, organizational_units, consumers):
         for resource in result.mocks.resources:
             assert pack_violations(resource.typ, resource.inputs) == [], resource.name
             checked += 1

@@ -405,12 +405,17 @@ def _principal_problems(statement: Mapping[str, Any], registry: Registry) -> lis
     return problems
 
 
+def _element(statement: Mapping[str, Any], name: str) -> tuple[str, Any, list[Any]]:
+    """`name` or Not`name`, whichever the statement has: (element, its value, as a list)."""
+    element = name if name in statement else f"Not{name}"
+    value = statement.get(element)
+    return element, value, as_list(value)
+
+
 def _action_problems(
     statement: Mapping[str, Any], allow: bool, registry_policy: bool
 ) -> list[Problem]:
-    element = "Action" if "Action" in statement else "NotAction"
-    value = statement.get(element)
-    listed = as_list(value)
+    element, value, listed = _element(statement, "Action")
     if not listed:
         return [Problem(f".{element}", value, "at least one action")]
     grantable = READ_ACTIONS | (REPLICATION_ACTIONS if registry_policy else frozenset())
@@ -448,9 +453,7 @@ def _action_problems(
 def _resource_problems(
     statement: Mapping[str, Any], allow: bool, registry: Registry
 ) -> list[Problem]:
-    element = "Resource" if "Resource" in statement else "NotResource"
-    value = statement.get(element)
-    listed = as_list(value)
+    element, value, listed = _element(statement, "Resource")
     if not listed:
         return [Problem(f".{element}", value, "at least one resource")]
     head = (

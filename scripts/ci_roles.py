@@ -577,9 +577,17 @@ def state_statements(
 ) -> list[dict[str, Any] | None]:
     """Read the project's state (the downstream reads the upstream's outputs from it); a deploy
     role also writes its own stack's checkpoint, history, backups and lock, and nothing else."""
+    return project_state_statements(stack.partition, backend, stack.name if deploy else None)
+
+
+def project_state_statements(
+    partition: str, backend: tuple[str, str], written: str | None
+) -> list[dict[str, Any] | None]:
+    """Read this project's state; write the stacks named `written` (a name, or a pattern such
+    as a fleet's `<template>-*`), when given, and nothing else."""
     bucket, prefix = backend
     base = f"{prefix}/" if prefix else ""
-    s3 = f"arn:{stack.partition}:s3:::{bucket}"
+    s3 = f"arn:{partition}:s3:::{bucket}"
     listing = {"StringLike": {"s3:prefix": f"{base}*"}} if base else None
     state = f"{s3}/{base}.pulumi"
     statements = [
@@ -595,16 +603,15 @@ def state_statements(
             ],
         ),
     ]
-    if deploy:
-        own = state
+    if written is not None:
         statements.append(
             statement(
                 "WriteOwnStackState",
                 ["s3:DeleteObject", "s3:PutObject"],
                 [
-                    f"{own}/meta.yaml",
-                    f"{own}/stacks/{PROJECT_NAME}/{stack.name}.json*",
-                    f"{own}/*/{PROJECT_NAME}/{stack.name}/*",
+                    f"{state}/meta.yaml",
+                    f"{state}/stacks/{PROJECT_NAME}/{written}.json*",
+                    f"{state}/*/{PROJECT_NAME}/{written}/*",
                 ],
             )
         )

@@ -42,12 +42,12 @@ from scripts.ci_roles import (
     GITHUB_OIDC_HOST,
     OIDC_AUDIENCE,
     POLICY_VERSION,
-    PROJECT_NAME,
     CiRolesError,
     Stack,
     boundary_policy,
     github_subject,
     permission_policy,
+    project_state_statements,
     statement,
     trust_policy,
 )
@@ -102,39 +102,7 @@ def state_statements(
     and, deploying, writes the members' stacks (`<template>-<account>`) and nothing else."""
     if backend is None:
         return []
-    bucket, prefix = backend
-    base = f"{prefix}/" if prefix else ""
-    s3 = f"arn:{fleet.partition}:s3:::{bucket}"
-    state = f"{s3}/{base}.pulumi"
-    statements = [
-        statement(
-            "ListStateUnderPrefix",
-            ["s3:ListBucket"],
-            [s3],
-            {"StringLike": {"s3:prefix": f"{base}*"}} if base else None,
-        ),
-        statement(
-            "ReadProjectState",
-            ["s3:GetObject"],
-            [
-                f"{state}/meta.yaml",
-                f"{state}/stacks/{PROJECT_NAME}/*",
-                f"{state}/*/{PROJECT_NAME}/*",
-            ],
-        ),
-    ]
-    if deploy:
-        statements.append(
-            statement(
-                "WriteMemberStackState",
-                ["s3:DeleteObject", "s3:PutObject"],
-                [
-                    f"{state}/stacks/{PROJECT_NAME}/{template}-*",
-                    f"{state}/*/{PROJECT_NAME}/{template}-*",
-                ],
-            )
-        )
-    return statements
+    return project_state_statements(fleet.partition, backend, f"{template}-*" if deploy else None)
 
 
 def _document(statements: list[dict[str, Any] | None]) -> dict[str, Any]:

@@ -185,7 +185,11 @@ def test_state_writes_only_the_members_stacks(
         for r in _as_list(s["Resource"])
     ]
     assert sorted(writes) == sorted(
-        [f"{state}/stacks/ecr-ptc/downstream-*", f"{state}/*/ecr-ptc/downstream-*"]
+        [
+            f"{state}/meta.yaml",
+            f"{state}/stacks/ecr-ptc/downstream-*.json*",
+            f"{state}/*/ecr-ptc/downstream-*/*",
+        ]
     )
     preview_actions = {
         a for s in output["fleet-preview"]["permissionPolicy"]["Statement"] for a in s["Action"]

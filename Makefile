@@ -9,8 +9,11 @@ INSTALLED := $(VENV)/.installed
 
 # uv installs .venv (and policy/venv) exactly as uv.lock (policy/uv.lock) says. Its version is
 # pinned here and nowhere else. A uv on PATH at this version is used as it is; otherwise make
-# installs this version from PyPI into .tools/, so a fresh machine needs nothing but Python.
+# installs this version from PyPI into .tools/, so a fresh machine needs nothing but Python:
+# pip checks the wheel against the sha256 that $(UV_HASHES) holds for it (`make uv-hashes`
+# writes that file for this version).
 UV_VERSION := 0.13.9
+UV_HASHES := requirements-uv.txt
 UV_HOME := .tools/uv-$(UV_VERSION)
 ifeq ($(shell uv --version 2>/dev/null | cut -d' ' -f2),$(UV_VERSION))
 UV := $(shell command -v uv)
@@ -25,14 +28,21 @@ export PATH := $(dir $(UV)):$(PATH)
 UPSTREAM_STACK ?= upstream
 DOWNSTREAM_STACK ?= downstream
 
-.PHONY: test lint typecheck unit install up preview verify ci-roles clean lock uv-dir plan
+.PHONY: test lint typecheck unit install up preview verify ci-roles clean lock uv-dir uv-hashes plan
 
 POLICY_INSTALLED := policy/venv/.installed
 
-# uv's wheel holds the whole program: pip only unpacks it, no venv needed.
-$(CURDIR)/$(UV_HOME)/bin/uv:
+# uv's wheel holds the whole program: pip only unpacks it, no venv needed. --require-hashes: a
+# wheel whose sha256 is not in $(UV_HASHES) is refused; --only-binary: never a build from source.
+$(CURDIR)/$(UV_HOME)/bin/uv: $(UV_HASHES)
+	@grep -qxF 'uv==$(UV_VERSION) \' $(UV_HASHES) || { echo "$(UV_HASHES) is not for uv $(UV_VERSION): run make uv-hashes" >&2; exit 1; }
 	rm -rf $(UV_HOME)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --target $(UV_HOME) uv==$(UV_VERSION)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: --require-hashes --target $(UV_HOME) -r $(UV_HASHES)
+
+# After changing UV_VERSION: the sha256 of each of that version's wheels, from PyPI.
+uv-hashes:
+	$(PYTHON) -m scripts.uv_hashes $(UV_VERSION) > $(UV_HASHES).tmp
+	mv $(UV_HASHES).tmp $(UV_HASHES)
 
 # The project's dependencies and the dev group, from uv.lock. --locked: stop if pyproject.toml
 # and uv.lock disagree, rather than resolve anew.
@@ -63,7 +73,8 @@ test: lint typecheck unit
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/actionlint
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
+	$(BIN)/zizmor --offline --min-severity=medium --no-progress --quiet .
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -1,29 +1,24 @@
-"""The GitHub workflows: what runs when, with which credentials and permissions. (actionlint
-checks their syntax and expressions in `make test`; these check the deploy contract.)"""
+"""The single-stack workflows (preview.yml, deploy.yml): what runs when, in which environment,
+with which role, and what a pull request's preview posts. actionlint (with shellcheck) and zizmor
+check the files in `make lint`; tests/test_pipeline_attacks.py tries them as an attacker would."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tests.pulumi_run import PROJECT_DIR
-
-WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
-
-
-def load(name: str) -> dict[str, Any]:
-    document = yaml.safe_load((WORKFLOWS / name).read_text())
-    # YAML 1.1 reads the key `on` as True.
-    document["on"] = document.pop(True)
-    return document  # type: ignore[no-any-return]
-
-
-def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
-    return [s for s in job["steps"] if s.get("uses", "").startswith(f"{action}@")]
+from tests.workflow_files import (
+    COMMENT_MARKERS,
+    DEPLOY_ENVIRONMENT,
+    PREVIEW_ENVIRONMENT,
+    WORKFLOWS,
+    actionlint,
+    load,
+    named,
+    pack_imports,
+    run_step,
+    steps_using,
+)
 
 
 def pulumi_jobs(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -37,24 +32,35 @@ def pulumi_command_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_pull_requests_test_then_preview_upstream_then_downstream() -> None:
     workflow = load("preview.yml")
-    assert "pull_request" in workflow["on"]
+    assert set(workflow["on"]) == {"pull_request"}
     jobs = workflow["jobs"]
     assert jobs["test"]["steps"][-1]["run"] == "make test"
     assert jobs["preview-upstream"]["needs"] == "test"
     assert jobs["preview-downstream"]["needs"] == "preview-upstream"
-    for name, job in pulumi_jobs(workflow).items():
-        [step] = pulumi_command_steps(job)
-        assert step["with"]["command"] == "preview", name
+    for name in ("preview-upstream", "preview-downstream"):
+        job = jobs[name]
+        preview = named(job, "pulumi preview")
+        commands = [line.split(" 2>&1")[0] for line in preview["run"].splitlines()]
         # The first pull request comes before any deploy: the preview creates a missing stack.
-        assert step["with"]["upsert"] is True, name
-        assert step["with"]["comment-on-pr"] is True, name
-        assert step["with"]["policyPacks"] == "policy", name
-        assert job["permissions"]["pull-requests"] == "write", name
+        assert commands == [
+            "set -o pipefail",
+            'pulumi stack select --create "$STACK" --non-interactive',
+            'pulumi preview --stack "$STACK" --policy-pack trusted/policy --color never '
+            "--non-interactive",
+        ], name
+        # Its output, pass or fail, is what the comment shows.
+        assert preview["run"].endswith("2>&1 | tee preview.txt\n"), name
+        assert preview["env"]["STACK"] == jobs[name]["steps"][-2]["env"]["STACK"], name
+        # The comment goes out through the comment job, not from the job running the branch.
+        assert pulumi_command_steps(job) == [], name
+        assert "pull-requests" not in job["permissions"], name
+        assert job["environment"] == PREVIEW_ENVIRONMENT, name
+    assert jobs["comment"]["needs"] == ["preview-upstream", "preview-downstream"]
 
 
-def test_merges_deploy_upstream_then_downstream_one_at_a_time() -> None:
+def test_merges_deploy_upstream_then_downstream_one_at_a_time_in_the_deploy_environment() -> None:
     workflow = load("deploy.yml")
-    assert workflow["on"]["push"]["branches"] == ["main"]
+    assert workflow["on"] == {"push": {"branches": ["main"]}}
     jobs = workflow["jobs"]
     assert jobs["up-upstream"]["needs"] == "test"
     assert jobs["up-downstream"]["needs"] == "up-upstream"
@@ -62,7 +68,9 @@ def test_merges_deploy_upstream_then_downstream_one_at_a_time() -> None:
     for name, job in pulumi_jobs(workflow).items():
         [step] = pulumi_command_steps(job)
         assert step["with"]["command"] == "up", name
+        # main's own pack: the deploy runs the reviewed commit.
         assert step["with"]["policyPacks"] == "policy", name
+        assert job["environment"] == DEPLOY_ENVIRONMENT, name
         assert job["concurrency"]["cancel-in-progress"] is False, name
         groups.add(job["concurrency"]["group"])
     assert len(groups) == 2, "one concurrency group per stack"
@@ -72,41 +80,31 @@ def test_aws_credentials_come_from_oidc_per_stack_with_least_permissions() -> No
     for name in ("preview.yml", "deploy.yml"):
         workflow = load(name)
         assert workflow["permissions"] == {}, f"{name}: no default permissions"
-        assert "PULUMI_BACKEND_URL" in workflow["env"]
+        assert "env" not in workflow, f"{name}: nothing shared by every job"
         for job_name, job in workflow["jobs"].items():
-            assert job["permissions"]["contents"] == "read"
             creds = steps_using(job, "aws-actions/configure-aws-credentials")
-            if job_name in ("test", "plan"):
-                assert creds == [] and "id-token" not in job["permissions"]
+            if job_name in ("test", "plan", "comment"):
+                assert creds == [] and "id-token" not in job["permissions"], job_name
                 continue
+            assert job["permissions"] == {"contents": "read", "id-token": "write"}, job_name
             [step] = creds
             side = "UPSTREAM" if "upstream" in job_name else "DOWNSTREAM"
             # Pull requests get a role that can only preview; merges get the deploy role.
             kind = "_PREVIEW" if name == "preview.yml" else ""
             assert step["with"]["role-to-assume"] == f"${{{{ vars.{side}_AWS{kind}_ROLE_ARN }}}}"
             assert not {"aws-access-key-id", "aws-secret-access-key"} & set(step["with"])
-            assert job["permissions"]["id-token"] == "write"
 
 
-def actionlint(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
-    """actionlint's verdict on `text` as the workflow `name` of a fresh repository, from the
-    pinned actionlint `make lint` runs (whichever one this machine's PATH may hold)."""
-    pinned = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "actionlint"
-    binary = str(pinned) if pinned.exists() else shutil.which("actionlint") or "actionlint"
-    workflows = tmp_path / ".github" / "workflows"
-    if not workflows.is_dir():
-        workflows.mkdir(parents=True)
-        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (workflows / name).write_text(text)
-    return subprocess.run([binary], cwd=tmp_path, capture_output=True, text=True, check=False)
-
-
-def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+def test_actionlint_with_shellcheck_catches_a_broken_workflow(tmp_path: Path) -> None:
     text = (WORKFLOWS / "deploy.yml").read_text()
     broken = actionlint(
         tmp_path, "deploy.yml", text.replace("needs: up-upstream", "needs: up-upstreem")
     )
     assert broken.returncode == 1 and "up-upstreem" in broken.stdout
+    unquoted = actionlint(
+        tmp_path, "deploy.yml", text.replace('>> "$GITHUB_PATH"', ">> $GITHUB_PATH", 1)
+    )
+    assert unquoted.returncode == 1 and "SC2086" in unquoted.stdout, unquoted.stdout
     assert actionlint(tmp_path, "deploy.yml", text).returncode == 0
 
 
@@ -123,19 +121,11 @@ def run_upstream_check(tmp_path: Path, script_status: int) -> tuple[int, str, st
     outputs.touch()
     summary.touch()
     env = {
-        "PATH": "/usr/bin:/bin",
         "GITHUB_OUTPUT": str(outputs),
         "GITHUB_STEP_SUMMARY": str(summary),
         "DOWNSTREAM_STACK": "downstream",
     }
-    result = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", check["run"]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_step(check, tmp_path, env)
     return result.returncode, outputs.read_text(), summary.read_text()
 
 
@@ -143,7 +133,7 @@ def test_downstream_preview_waits_for_the_first_upstream_deploy(tmp_path: Path) 
     job = load("preview.yml")["jobs"]["preview-downstream"]
     steps = job["steps"]
     [check] = [s for s in steps if "upstream-deployed" in s.get("run", "")]
-    [preview] = pulumi_command_steps(job)
+    preview = named(job, "pulumi preview")
     # The CLI the check needs is installed before it; the preview runs only when it passed.
     install = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("pulumi/"))
     assert install < steps.index(check) < steps.index(preview)
@@ -167,10 +157,103 @@ def test_every_pull_request_gets_the_offline_plan_and_forks_skip_the_previews() 
     workflow = load("preview.yml")
     plan = workflow["jobs"]["plan"]
     assert plan["permissions"] == {"contents": "read"}, "the plan needs no AWS and no secrets"
-    assert "needs" not in plan and "if" not in plan
+    assert "needs" not in plan and "if" not in plan and "environment" not in plan
     runs = " ".join(step.get("run", "") for step in plan["steps"])
     assert "scripts.plan" in runs and "GITHUB_STEP_SUMMARY" in runs
     assert "pipefail" in runs, "a refused stack must fail the job, not only tee's exit status"
-    for name in ("preview-upstream",):
+    for name in ("preview-upstream", "comment"):
         condition = workflow["jobs"][name]["if"]
-        assert "head.repo.full_name == github.repository" in condition
+        assert "head.repo.full_name == github.repository" in condition, name
+
+
+def write_comment(
+    tmp_path: Path, job_name: str, outcome: str, output: str | None
+) -> tuple[int, str, list[str]]:
+    """Runs a preview job's comment step as GitHub would after the preview (`outcome`, and the
+    output it left in preview.txt, if any); returns its status, the comment and the files it
+    left behind."""
+    job = load("preview.yml")["jobs"][job_name]
+    step = named(job, "The preview as a PR comment (posted by the comment job)")
+    tmp_path.mkdir()
+    if output is not None:
+        (tmp_path / "preview.txt").write_text(output)
+    env = {
+        "STACK": "upstream",
+        "OUTCOME": outcome,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_RUN_ID": "42",
+    }
+    result = run_step(step, tmp_path, env)
+    comment = tmp_path / "comment.md"
+    made = {".step.sh", "comment.md", "preview.txt"}
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name not in made)
+    return result.returncode, comment.read_text() if comment.exists() else "", left
+
+
+def test_the_preview_comment_is_the_previews_text_and_nothing_in_it_runs(tmp_path: Path) -> None:
+    hostile = "+ aws:iam/role:Role cache\n$(touch pwned) `touch pwned2` ${HOME}\n```\n<b>x</b>"
+    for job_name, marker in zip(
+        ("preview-upstream", "preview-downstream"), COMMENT_MARKERS, strict=True
+    ):
+        status, comment, left = write_comment(tmp_path / job_name, job_name, "success", hostile)
+        assert status == 0 and left == [], (job_name, left)
+        lines = comment.splitlines()
+        assert lines[0] == marker
+        assert lines[1].startswith("#### `pulumi preview` of the ") and "failed" not in lines[1]
+        assert "https://github.com/o/r/actions/runs/42" in comment
+        # The output verbatim, but a fence in it cannot close the code block.
+        assert "$(touch pwned) `touch pwned2` ${HOME}\n'''\n<b>x</b>" in comment
+        assert comment.count("```") == 2
+    # Both jobs write their comment alike.
+    steps = [
+        named(
+            load("preview.yml")["jobs"][j],
+            "The preview as a PR comment (posted by the comment job)",
+        )
+        for j in ("preview-upstream", "preview-downstream")
+    ]
+    assert steps[0]["run"] == steps[1]["run"]
+
+
+def test_a_failed_preview_is_posted_with_its_output_and_a_long_one_is_cut(tmp_path: Path) -> None:
+    violation = "Policy Violations:\n    [mandatory]  ecr-ptc-guardrails v0.0.1  cache-role-trust\n"
+    status, comment, _ = write_comment(
+        tmp_path / "failed", "preview-upstream", "failure", violation
+    )
+    assert status == 0
+    assert comment.splitlines()[1].endswith("failed") and violation in comment
+    assert comment.endswith("cache-role-trust\n```\n</details>\n")
+
+    # No output at all (the CLI could not start): the heading and the run's address only.
+    status, comment, _ = write_comment(tmp_path / "none", "preview-upstream", "failure", None)
+    assert status == 0 and "<details>" not in comment and "actions/runs/42" in comment
+
+    long = "x" * 200_000 + "THE END"
+    status, comment, _ = write_comment(tmp_path / "long", "preview-upstream", "success", long)
+    assert status == 0
+    # GitHub refuses a comment over 65,536 characters; the end of the output is what matters.
+    assert len(comment) < 65_536 and "(first part cut)" in comment
+    assert comment.endswith("THE END\n```\n</details>\n")
+
+
+def test_previews_apply_the_policy_pack_of_the_base_branch() -> None:
+    jobs = load("preview.yml")["jobs"]
+    for name in ("preview-upstream", "preview-downstream"):
+        job = jobs[name]
+        preview = named(job, "pulumi preview")
+        assert "--policy-pack trusted/policy " in preview["run"], name
+        trusted = named(job, "The policy pack of the base branch")
+        assert trusted["with"]["ref"] == "${{ github.event.pull_request.base.sha }}", name
+        assert trusted["with"]["path"] == "trusted", name
+        assert trusted["with"]["sparse-checkout-cone-mode"] is False, name
+        paths = set(trusted["with"]["sparse-checkout"].split())
+        # The pack and every module it imports, and nothing of the pull request's.
+        assert "/policy/" in paths, name
+        assert {f"/{p}" for p in pack_imports()} <= paths, name
+        sync = named(job, "The base branch's pack environment")
+        assert "--locked" in sync["run"] and "--directory trusted/policy" in sync["run"], name
+        steps = job["steps"]
+        # The branch's `make install` runs before the base branch's files are there.
+        install = next(i for i, s in enumerate(steps) if s.get("run") == "make install")
+        assert install < steps.index(trusted) < steps.index(sync) < steps.index(preview), name

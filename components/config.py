@@ -476,28 +476,35 @@ NAMESPACE_LIKENESS = 0.75
 def refuse_unknown_keys(config: RawConfig) -> None:
     """A misspelled key would otherwise be silently ignored (a typo in repositoryPrefix would
     widen the grant to every repository), and so would a key of a misspelled namespace."""
-    known = [k.full for k in KEYS]
+    known = sorted(k.full for k in KEYS)
+    ours = {k.name.lower(): k.full for k in KEYS}
+
+    def hint(key: str) -> str:
+        # Compared by name: every full key shares the namespace, which would make any name
+        # look close.
+        names = {k.name: k.full for k in KEYS}
+        close = difflib.get_close_matches(key.partition(":")[2], list(names), n=1, cutoff=0.6)
+        if close:
+            return f"did you mean {names[close[0]]}?"
+        return f"the known keys are {', '.join(known)}"
+
     for full in sorted(config):
         namespace, _, name = full.partition(":")
-        if resembles_namespace(namespace):
-            close = difflib.get_close_matches(
-                f"{NAMESPACE}:{name}", known, n=1, cutoff=0.6
-            ) or difflib.get_close_matches(f"{NAMESPACE}:{name.lower()}", known, n=1, cutoff=0.0)
+        # A namespace like ours, or any other namespace (but the providers') holding one of our
+        # key names, is a typo whose setting would be ignored: `ecr:repositoryPrefix`.
+        if resembles_namespace(namespace) or (
+            namespace not in (NAMESPACE, *OTHER_NAMESPACES) and name.lower() in ours
+        ):
+            meant = ours.get(name.lower()) or f"{NAMESPACE}:{name}"
             raise ConfigError(
                 full,
                 config[full],
-                f"a key of the namespace {NAMESPACE}: (did you mean {close[0]}?); a key of "
+                f"a key of the namespace {NAMESPACE}: ({hint(meant)}); a key of "
                 f"{namespace}: is not read by this program, so its setting would be ignored",
             )
         if namespace != NAMESPACE or full in known:
             continue
-        close = difflib.get_close_matches(full, known, n=1, cutoff=0.6)
-        hint = (
-            f"did you mean {close[0]}?"
-            if close
-            else f"the known keys are {', '.join(sorted(known))}"
-        )
-        raise ConfigError(full, config[full], f"a key this program knows; {hint}")
+        raise ConfigError(full, config[full], f"a key this program knows; {hint(full)}")
 
 
 def _article(word: str) -> str:
@@ -909,6 +916,14 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
             )
     stack, direct = _upstream(model, here)
     _no_duplicates(CONSUMER_ROLE_NAMES.full, model.consumer_role_names, ignore_case=True)
+    for i, consumer in enumerate(model.consumer_role_names):
+        if model.role_name is not None and consumer.lower() == model.role_name.lower():
+            raise ConfigError(
+                f"{CONSUMER_ROLE_NAMES.full}[{i}]",
+                consumer,
+                f"a role other than the cache role ({ROLE_NAME.full} '{model.role_name}'; IAM "
+                "names ignore case): the cache role is ECR's, and pulls with its own grant",
+            )
     boundary = model.permissions_boundary_arn
     if boundary is not None and boundary.split(":")[1] != here.partition:
         raise ConfigError(

@@ -243,9 +243,26 @@ def _step(pattern: str, states: frozenset[int], ch: str) -> frozenset[int]:
     return _closure(pattern, after)
 
 
-def _explore(a: str, b: str, stop: Any) -> bool:
+# Wildcards (`*` and `?`) an action or resource pattern may hold: enough for any pattern a
+# registry policy needs, and few enough that comparing two patterns stays fast (the pairs of
+# states below grow with the number of wildcards).
+MAX_WILDCARDS = 6
+# A hard bound on the states one comparison visits, whatever reaches it (the policy pack sees
+# policies that no rule has checked): past it the answer is the cautious one.
+MAX_GLOB_STATES = 20_000
+
+
+TOO_MANY_WILDCARDS = f"a pattern with at most {MAX_WILDCARDS} wildcards (* or ?) in all"
+
+
+def wildcards(pattern: str) -> int:
+    return pattern.count("*") + pattern.count("?")
+
+
+def _explore(a: str, b: str, stop: Any, unknown: bool) -> bool:
     """Walk the pairs of states both globs reach on the same text; True when `stop` holds for
-    one. Any character absent from both patterns behaves alike, so one stands for all."""
+    one. Any character absent from both patterns behaves alike, so one stands for all. Past
+    MAX_GLOB_STATES states, `unknown`."""
     alphabet = [*sorted(set(a + b) - {"*", "?"}), "\x00"]
     start = (_closure(a, [0]), _closure(b, [0]))
     seen = {start}
@@ -257,6 +274,8 @@ def _explore(a: str, b: str, stop: Any) -> bool:
         for ch in alphabet:
             nxt = (_step(a, sa, ch), _step(b, sb, ch))
             if nxt[0] and nxt not in seen:
+                if len(seen) >= MAX_GLOB_STATES:
+                    return unknown
                 seen.add(nxt)
                 todo.append(nxt)
     return False
@@ -264,12 +283,15 @@ def _explore(a: str, b: str, stop: Any) -> bool:
 
 def globs_intersect(a: str, b: str) -> bool:
     """Whether some name matches both globs."""
-    return _explore(a, b, lambda in_a, in_b: in_a and in_b)
+    return _explore(a, b, lambda in_a, in_b: in_a and in_b, unknown=True)
 
 
 def glob_covers(outer: str, inner: str) -> bool:
     """Whether every name `inner` matches, `outer` matches too."""
-    return not _explore(inner, outer, lambda in_inner, in_outer: in_inner and not in_outer)
+    # Past the bound, "covers" is not proven (the stop condition is then taken as met).
+    return not _explore(
+        inner, outer, lambda in_inner, in_outer: in_inner and not in_outer, unknown=True
+    )
 
 
 def repository_glob(resource: str) -> str:
@@ -423,7 +445,9 @@ def _action_problems(
     problems = []
     for i, action in enumerate(listed):
         at = _indexed(element, value, i)
-        if not isinstance(action, str) or not _ACTION.fullmatch(action):
+        if isinstance(action, str) and wildcards(action) > MAX_WILDCARDS:
+            problems.append(Problem(at, action, TOO_MANY_WILDCARDS))
+        elif not isinstance(action, str) or not _ACTION.fullmatch(action):
             problems.append(
                 Problem(
                     at,
@@ -464,6 +488,9 @@ def _resource_problems(
     for i, resource in enumerate(listed):
         at = _indexed(element, value, i)
         if resource == "*" and not allow:
+            continue
+        if isinstance(resource, str) and wildcards(resource) > MAX_WILDCARDS:
+            problems.append(Problem(at, resource, TOO_MANY_WILDCARDS))
             continue
         match = _REPOSITORY_ARN.fullmatch(resource) if isinstance(resource, str) else None
         if (
@@ -619,17 +646,9 @@ def _account_of(principal: str) -> str | None:
 
 def _denied_grantees(statement: Mapping[str, Any], grant: Grant) -> list[str]:
     """The grantees a Deny covers whole: 'every grantee' or the accounts it names."""
-    if "NotPrincipal" in statement:
-        excluded = statement["NotPrincipal"]
-        spared = {
-            _account_of(p)
-            for p in as_list(excluded.get("AWS") if isinstance(excluded, Mapping) else None)
-            if isinstance(p, str)
-        }
-        if grant.everyone:
-            return ["every grantee"]
-        return [a for a in grant.account_ids if a not in spared]
-    if _wildcard_principal(statement):
+    # NotPrincipal naming an account's root does not spare the account's roles (IAM's rule):
+    # the cache role, a role, is denied whatever NotPrincipal lists of its account.
+    if "NotPrincipal" in statement or _wildcard_principal(statement):
         return ["every grantee"]
     principal = statement.get("Principal")
     named = {
@@ -640,7 +659,14 @@ def _denied_grantees(statement: Mapping[str, Any], grant: Grant) -> list[str]:
     return [a for a in grant.account_ids if a in named]
 
 
+def _existing(repositories: str) -> str:
+    """A repository pattern without the empty name, which no repository has: `golden/*` as
+    `golden/?*` (a Deny of `golden/?*` takes every repository `golden/*` shares)."""
+    return f"{repositories[:-1]}?*" if repositories.endswith("*") else repositories
+
+
 def _covers_repositories(statement: Mapping[str, Any], repositories: Sequence[str]) -> bool:
+    repositories = [_existing(r) for r in repositories]
     if "NotResource" in statement:
         # A Deny of everything but the shared repositories is a guard; one that keeps less
         # than all of them takes the rest of the share away from every grantee it covers.

@@ -173,14 +173,19 @@ def resource_policy_violations(
     (the ones `make plan` applies to ecr-ptc:extraRegistryPolicyStatements), and no Deny without
     a Condition takes a cache read from every grantee of one of its own Allow statements."""
     statements = _statements(policy)
-    grants = grants_in(statements)
+    problems = [statement_problems(s, Registry(region=region), registry) for s in statements]
+    # Only statements that break no rule are compared: a refused one is reported as such, and
+    # its patterns are not worth the time of comparing.
+    grants = grants_in(s for s, found in zip(statements, problems, strict=True) if not found)
     violations = []
-    for i, statement in enumerate(statements):
+    for i, (statement, found) in enumerate(zip(statements, problems, strict=True)):
         label = _label(statement, i)
-        for problem in statement_problems(statement, Registry(region=region), registry):
+        for problem in found:
             violations.append(
                 f"{label}{problem.path}: {problem.value!r} is not valid: {problem.valid}"
             )
+        if found:
+            continue
         for grant in grants:
             grantees, denied = denied_reads(statement, grant)
             if denied:

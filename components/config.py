@@ -583,15 +583,23 @@ def _namespace(prefix: str) -> str:
 
 
 def statement_registry(
-    region_here: Region, organization_id: str | None, account_id: str | None = None
+    region_here: Region,
+    organization_id: str | None,
+    organizational_unit_paths: Sequence[str] = (),
+    account_id: str | None = None,
 ) -> Registry:
-    """The registry an upstream's extra statements belong to, as far as the stack knows it."""
+    """The registry an upstream's extra statements belong to, as far as the stack knows it. A
+    grant of OUs only is a grant within their organization."""
+    paths = tuple(sorted(organizational_unit_paths))
+    if organization_id is None and paths:
+        organization_id = paths[0].split("/", 1)[0]
     return Registry(
         partition=region_here.partition,
         region=region_here.name,
         account_id=account_id,
         knows_grant=True,
         organization_id=organization_id,
+        organizational_unit_paths=paths,
     )
 
 
@@ -706,7 +714,11 @@ def parse_upstream(config: RawConfig) -> UpstreamConfig:
         model.organization_id,
         tuple(sorted(model.organizational_unit_paths)),
     )
-    extra = _extra_statements(model, grant, statement_registry(here, model.organization_id))
+    extra = _extra_statements(
+        model,
+        grant,
+        statement_registry(here, model.organization_id, model.organizational_unit_paths),
+    )
     if extra and model.grant_via != "registry":
         raise ConfigError(
             EXTRA_REGISTRY_POLICY_STATEMENTS.full,

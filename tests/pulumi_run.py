@@ -292,3 +292,9 @@ def fixture_project(directory: Path) -> Path:
     for stack_file in FIXTURES.glob("Pulumi.*.yaml"):
         shutil.copy(stack_file, directory / stack_file.name)
     return directory
+
+
+def drop_lines(path: Path, containing: str) -> None:
+    """Remove from a stack file every line that holds `containing`."""
+    kept = [x for x in path.read_text().splitlines() if containing not in x]
+    path.write_text("\n".join(kept) + "\n")

@@ -26,7 +26,7 @@ from tests.iam_check import (
     iam_problems,
     resource_formats,
 )
-from tests.pulumi_run import fixture_project
+from tests.pulumi_run import drop_lines, fixture_project
 
 REPOSITORY = "acme/ecr-ptc"
 S3 = {"PULUMI_BACKEND_URL": "s3://acme-pulumi-state/ecr-ptc"}
@@ -432,10 +432,7 @@ def test_without_a_boundary_make_ci_roles_refuses(
 ) -> None:
     unbounded = project(tmp_path)
     path = unbounded / "Pulumi.downstream.yaml"
-    path.write_text(
-        "\n".join(x for x in path.read_text().splitlines() if "permissionsBoundaryArn" not in x)
-        + "\n"
-    )
+    drop_lines(path, "permissionsBoundaryArn")
     assert main(["--repository", REPOSITORY], env={}, project_dir=unbounded) == 2
     err = capsys.readouterr().err
     assert "ecr-ptc:permissionsBoundaryArn is not set" in err and "--boundary-policy" in err

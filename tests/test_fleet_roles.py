@@ -11,7 +11,7 @@ import pytest
 
 from scripts.ci_roles import main
 from tests.iam_check import _as_list, access_levels, condition_problems, iam_problems
-from tests.pulumi_run import fixture_project
+from tests.pulumi_run import drop_lines, fixture_project
 
 REPOSITORY = "acme/ecr-ptc"
 FLEET_ACCOUNT = "999999999999"
@@ -219,10 +219,7 @@ def test_a_template_without_a_boundary_is_refused(
 ) -> None:
     project = fleet_project(tmp_path)
     path = project / "Pulumi.downstream.yaml"
-    path.write_text(
-        "\n".join(x for x in path.read_text().splitlines() if "permissionsBoundaryArn" not in x)
-        + "\n"
-    )
+    drop_lines(path, "permissionsBoundaryArn")
     argv = ["--repository", REPOSITORY, "--fleet-account", FLEET_ACCOUNT]
     assert main(argv, env={}, project_dir=project) == 2
     assert "ecr-ptc:permissionsBoundaryArn is not set" in capsys.readouterr().err

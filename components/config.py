@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeAlias
 
 import pulumi
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -42,6 +45,7 @@ from components.policy_rules import (
     statement_problems,
 )
 from components.values import (
+    ACCOUNT_ID_PATTERN,
     TAG_CHARACTERS,
     AccountId,
     IamPath,
@@ -120,12 +124,18 @@ ORGANIZATIONAL_UNIT_IDS = Key("organizationalUnitIds", "downstream", "array", []
 EXCLUDE_ACCOUNT_IDS = Key("excludeAccountIds", "downstream", "array", [], "string")
 ACCOUNT_ROLE_NAME = Key("accountRoleName", "downstream", "string", "")
 ACCOUNT_PREVIEW_ROLE_NAME = Key("accountPreviewRoleName", "downstream", "string", "")
+# How a fleet run rolls out (waves, failure tolerance, pruning), as CloudFormation StackSets'
+# operation preferences; and per-account values that replace the template's for one member.
+OPERATION_PREFERENCES = Key("operationPreferences", "downstream", None, {})
+ACCOUNT_OVERRIDES = Key("accountOverrides", "downstream", None, {})
 FLEET_KEYS = (
     ACCOUNTS,
     ORGANIZATIONAL_UNIT_IDS,
     EXCLUDE_ACCOUNT_IDS,
     ACCOUNT_ROLE_NAME,
     ACCOUNT_PREVIEW_ROLE_NAME,
+    OPERATION_PREFERENCES,
+    ACCOUNT_OVERRIDES,
 )
 # The member roles `make ci-roles` emits as a StackSet template: a deploy role and a read-only
 # preview role, each trusted only by the fleet's central role of its kind.
@@ -248,6 +258,13 @@ class RuleModel(_Model):
     upstream_repository_prefix: Prefix = ROOT_PREFIX
 
 
+# The per-account keys an accountOverrides entry may set, with the types of the same keys at the
+# top of a downstream stack file (DownstreamModel and TemplateModel use these too).
+Regions = list[RegionName]
+RoleNames = list[RoleName]
+KmsKeyArns: TypeAlias = KmsKeyArn | dict[str, KmsKeyArn]
+
+
 class TemplateModel(_Model):
     image_tag_mutability: Literal[
         "MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"
@@ -262,7 +279,7 @@ class TemplateModel(_Model):
     ] = []
     expire_untagged_after_days: LifecycleCount = None
     keep_last_images: LifecycleCount = None
-    kms_key_arn: KmsKeyArn | dict[str, KmsKeyArn] | None = None
+    kms_key_arn: KmsKeyArns | None = None
     resource_tags: dict[str, str] | None = None
     description: (
         Annotated[str, Field(min_length=1, max_length=quotas.TEMPLATE_DESCRIPTION_MAX_CHARS)] | None
@@ -286,6 +303,181 @@ class FleetAccountModel(_Model):
     preview_role_arn: RoleArn | None = None
 
 
+# --- amounts: counts or percentages of a fleet run's members (operationPreferences, env) -------
+
+# The largest count an amount takes: more than any organization holds accounts.
+AMOUNT_COUNT_MAX = 1_000_000
+# Anchored, ASCII-only and linear: each alternative starts with a different digit or length, so
+# a text matches one way at most. No sign, no spaces, no leading zeros.
+COUNT_PATTERN = "0|[1-9][0-9]{0,6}"
+PERCENT_PATTERN = "(100|[1-9]?[0-9])%"
+_COUNT = re.compile(COUNT_PATTERN, re.ASCII)
+_PERCENT = re.compile(PERCENT_PATTERN, re.ASCII)
+
+
+@dataclass(frozen=True)
+class Amount:
+    """A number of members: a count, or a percentage of the members at hand (rounded down, as
+    StackSets' MaxConcurrentPercentage and FailureTolerancePercentage are)."""
+
+    count: int | None = None
+    percent: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.count is None) == (self.percent is None):
+            raise ValueError("an Amount is a count or a percentage, exactly one")
+
+    def of(self, total: int, at_least: int = 0) -> int:
+        """How many of `total` members: the count, or the percentage rounded down; never fewer
+        than `at_least`."""
+        n = self.count if self.count is not None else total * (self.percent or 0) // 100
+        return max(n, at_least)
+
+    def __str__(self) -> str:
+        return str(self.count) if self.count is not None else f"{self.percent}%"
+
+
+def amount_valid(minimum: int, percent: bool = True) -> str:
+    """What an amount of at least `minimum` may be, in words."""
+    count = f"a whole number from {minimum} to {AMOUNT_COUNT_MAX:,}"
+    if not percent:
+        return count
+    return f"{count}, or a percentage from {minimum}% to 100% (e.g. 25%)"
+
+
+def _amount(value: object, minimum: int, percent: bool = True) -> Amount | None:
+    """The one rule for amounts, from config (a YAML number or string) or the environment (a
+    string): None when `value` is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        whole = _PERCENT.fullmatch(value) if percent else None
+        if whole is not None:
+            share = int(whole[1])
+            return Amount(percent=share) if share >= minimum else None
+        if _COUNT.fullmatch(value) is None:
+            return None
+        value = int(value)
+    if not isinstance(value, int) or not minimum <= value <= AMOUNT_COUNT_MAX:
+        return None
+    return Amount(count=value)
+
+
+def parse_amount(key: str, raw: str, minimum: int, *, percent: bool = True) -> Amount:
+    """An amount given as text (an environment variable such as WAVE_SIZE): a count of at least
+    `minimum`, or (unless `percent` is False) a percentage 'N%' from `minimum` to 100. The same
+    rule as operationPreferences in a fleet template."""
+    amount = _amount(raw, minimum, percent)
+    if amount is None:
+        raise ConfigError(key, raw, amount_valid(minimum, percent))
+    return amount
+
+
+def default_max_prune(fleet_size: int) -> int:
+    """The most stacks one run prunes without confirmation when maxPrune is unset: 5, or 10% of
+    the fleet (rounded down) when that is more."""
+    return max(5, fleet_size * 10 // 100)
+
+
+def _amount_check(minimum: int, percent: bool = True) -> Any:
+    """The validator of a field holding an amount as the stack file gives it (kept as given)."""
+    valid = amount_valid(minimum, percent)
+
+    def check(value: object) -> object:
+        if _amount(value, minimum, percent) is None:
+            raise invalid(valid)
+        return value
+
+    return PlainValidator(check)
+
+
+def _amount_schema(minimum: int, percent: bool = True) -> WithJsonSchema:
+    # The schema's patterns also leave out 0 where the minimum is 1 (the program checks the
+    # bounds of any minimum).
+    counts, shares = (
+        (COUNT_PATTERN, PERCENT_PATTERN)
+        if minimum < 1
+        else ("[1-9][0-9]{0,6}", "(100|[1-9][0-9]?)%")
+    )
+    forms: list[dict[str, Any]] = [
+        {"type": "integer", "minimum": minimum, "maximum": AMOUNT_COUNT_MAX},
+        {"type": "string", "pattern": f"^({counts})$"},
+    ]
+    if percent:
+        forms.append({"type": "string", "pattern": f"^{shares}$"})
+    return WithJsonSchema({"anyOf": forms, "description": amount_valid(minimum, percent)})
+
+
+CanaryCount = Annotated[
+    int | str, _amount_check(0, percent=False), _amount_schema(0, percent=False)
+]
+WaveSize = Annotated[int | str, _amount_check(1), _amount_schema(1)]
+Tolerance = Annotated[int | str, _amount_check(0), _amount_schema(0)]
+
+
+class OperationPreferencesModel(_Model):
+    """A fleet run's rollout, as CloudFormation StackSets' operation preferences."""
+
+    canary: Annotated[
+        CanaryCount,
+        Field(description="members of the first wave, run alone before the others; 0: none"),
+    ] = 1
+    wave_size: Annotated[
+        WaveSize,
+        Field(
+            description="members per later wave; a percentage of the run's members, rounded "
+            "down, at least 1"
+        ),
+    ] = "25%"
+    failure_tolerance: Annotated[
+        Tolerance,
+        Field(
+            description="the run starts no more members once more than this many have "
+            "failed; a percentage rounded down"
+        ),
+    ] = 0
+    max_prune: Annotated[
+        Tolerance | None,
+        Field(
+            description="the most stacks of former members one run prunes without "
+            "confirmation; default: 5, or 10% of the fleet (rounded down) when more"
+        ),
+    ] = None
+    retain_stacks_on_account_removal: Annotated[
+        bool,
+        Field(
+            description="a former member's resources stay in its account when it leaves the "
+            "fleet, as StackSets' RetainStacksOnAccountRemoval; false: pruning destroys them"
+        ),
+    ] = False
+
+
+class AccountOverrideModel(_Model):
+    """What one member sets differently from the template."""
+
+    regions: Regions | None = None
+    role_name: RoleName | None = None
+    consumer_role_names: RoleNames | None = None
+    kms_key_arn: KmsKeyArns | None = None
+
+
+class _OverrideEntry(_Model):
+    """One accountOverrides value, validated under its own key name."""
+
+    override: AccountOverrideModel
+
+
+_OVERRIDES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "account ID (quoted, 12 digits) -> what that member sets differently from "
+    "the template: regions, roleName, consumerRoleNames, kmsKeyArn (the member's "
+    "repositoryTemplate.kmsKeyArn)",
+    "propertyNames": {"pattern": "^[0-9]{12}$"},
+    # Inline: the override's fields are plain types, so its schema has no definitions.
+    "additionalProperties": AccountOverrideModel.model_json_schema(by_alias=True),
+}
+
+
 class DownstreamModel(_Model):
     region: RegionName
     upstream_stack: Annotated[StackName | None, Unset] = None
@@ -300,10 +492,10 @@ class DownstreamModel(_Model):
             "pull-through-cache rules per registry, not adjustable",
         ),
     ]
-    regions: list[RegionName] = []
+    regions: Regions = []
     role_name: Annotated[RoleName | None, Unset] = None
     repository_template: TemplateModel | None = None
-    consumer_role_names: list[RoleName] = []
+    consumer_role_names: RoleNames = []
     permissions_boundary_arn: Annotated[PolicyArn | None, Unset] = None
     iam_path: Annotated[IamPath | None, Unset] = None
     accounts: list[AccountId | FleetAccountModel] = []
@@ -311,6 +503,16 @@ class DownstreamModel(_Model):
     exclude_account_ids: list[AccountId] = []
     account_role_name: Annotated[RoleName | None, Unset] = None
     account_preview_role_name: Annotated[RoleName | None, Unset] = None
+    operation_preferences: Annotated[
+        OperationPreferencesModel | None,
+        Field(
+            description="a fleet template's rollout, as CloudFormation StackSets' operation "
+            "preferences: canary, waveSize, failureTolerance, maxPrune, "
+            "retainStacksOnAccountRemoval"
+        ),
+    ] = None
+    # Validated entry by entry in parse_fleet, so that errors name `accountOverrides["<id>"]`.
+    account_overrides: Annotated[dict[str, Any], WithJsonSchema(_OVERRIDES_SCHEMA)] = {}
     side: Literal["upstream", "downstream", ""] = ""
 
 
@@ -410,6 +612,10 @@ _SHAPES = {
     "extraRegistryPolicyStatements": "a YAML list of IAM statements",
     "repositoryTemplate": "a mapping of template settings",
     "accounts": "a YAML list of account IDs or {accountId, roleArn} mappings",
+    "operationPreferences": "a mapping of canary, waveSize, failureTolerance, maxPrune and "
+    "retainStacksOnAccountRemoval",
+    "accountOverrides": "a mapping of account ID (quoted) to {regions, roleName, "
+    "consumerRoleNames, kmsKeyArn}",
 }
 
 
@@ -958,6 +1164,24 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
 
 
 @dataclass(frozen=True)
+class OperationPreferences:
+    """How a fleet run rolls out (ecr-ptc:operationPreferences), as StackSets' preferences."""
+
+    canary: int = 1
+    wave_size: Amount = Amount(percent=25)
+    failure_tolerance: Amount = Amount(count=0)
+    # None: default_max_prune(fleet size).
+    max_prune: Amount | None = None
+    retain_stacks_on_account_removal: bool = False
+
+    def prune_limit(self, fleet_size: int) -> int:
+        """The most stacks one run may prune without confirmation, for a fleet of this size."""
+        if self.max_prune is None:
+            return default_max_prune(fleet_size)
+        return self.max_prune.of(fleet_size)
+
+
+@dataclass(frozen=True)
 class FleetTemplate:
     """What a fleet template says about its members."""
 
@@ -968,6 +1192,10 @@ class FleetTemplate:
     account_role_name: str
     partition: str
     account_preview_role_name: str = DEFAULT_ACCOUNT_PREVIEW_ROLE_NAME
+    operation_preferences: OperationPreferences = OperationPreferences()
+    # Account -> the per-account keys it sets differently (camelCase field -> value as the stack
+    # file gives it), sorted by account; validated with the member's whole config.
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def role_arns(self, account_id: str) -> tuple[str, str]:
         """(deploy role, preview role) of a member: the ARNs the template lists for it, else
@@ -995,13 +1223,16 @@ def parse_fleet(config: RawConfig) -> FleetTemplate:
         if isinstance(item, str):
             listed.append((item, None, None))
             continue
-        for field, arn in (("roleArn", item.role_arn), ("previewRoleArn", item.preview_role_arn)):
+        for role_field, arn in (
+            ("roleArn", item.role_arn),
+            ("previewRoleArn", item.preview_role_arn),
+        ):
             if arn is None:
                 continue
             _, arn_partition, _, _, arn_account, _ = arn.split(":", 5)
             if arn_account != item.account_id or arn_partition != partition:
                 raise ConfigError(
-                    f"{ACCOUNTS.full}[{i}].{field}",
+                    f"{ACCOUNTS.full}[{i}].{role_field}",
                     arn,
                     f"a role of account {item.account_id} in partition {partition} (the "
                     f"template's {AWS_REGION_KEY}): the member's stack runs in that account",
@@ -1032,6 +1263,147 @@ def parse_fleet(config: RawConfig) -> FleetTemplate:
         account_role_name=model.account_role_name or DEFAULT_ACCOUNT_ROLE_NAME,
         partition=partition,
         account_preview_role_name=preview_name,
+        operation_preferences=_operation_preferences(model.operation_preferences),
+        overrides=_overrides(model, config),
+    )
+
+
+def _operation_preferences(model: OperationPreferencesModel | None) -> OperationPreferences:
+    model = model or OperationPreferencesModel()
+
+    def amount(value: object, minimum: int, percent: bool = True) -> Amount:
+        found = _amount(value, minimum, percent)
+        assert found is not None, "the model checked it with the same rule"
+        return found
+
+    canary = amount(model.canary, 0, percent=False).count
+    assert canary is not None
+    return OperationPreferences(
+        canary=canary,
+        wave_size=amount(model.wave_size, 1),
+        failure_tolerance=amount(model.failure_tolerance, 0),
+        max_prune=None if model.max_prune is None else amount(model.max_prune, 0),
+        retain_stacks_on_account_removal=model.retain_stacks_on_account_removal,
+    )
+
+
+# --- per-account overrides -------------------------------------------------------------------
+
+# An override's field -> the key it replaces in the member's config (kmsKeyArn: a field of
+# repositoryTemplate).
+OVERRIDE_KEYS: dict[str, str] = {
+    "regions": REGIONS.full,
+    "roleName": ROLE_NAME.full,
+    "consumerRoleNames": CONSUMER_ROLE_NAMES.full,
+    "kmsKeyArn": f"{REPOSITORY_TEMPLATE.full}.kmsKeyArn",
+}
+
+
+def override_key(account_id: str, field_name: str = "") -> str:
+    """`ecr-ptc:accountOverrides["<account>"]`, or one field of it."""
+    head = f'{ACCOUNT_OVERRIDES.full}["{account_id}"]'
+    return f"{head}.{field_name}" if field_name else head
+
+
+def apply_override(
+    config: Mapping[str, Any], override: Mapping[str, Any], *, raw: bool = False
+) -> dict[str, Any]:
+    """`config` with an account's override applied: as the stack file gives values (`raw`
+    False), or as the CLI hands them to the program (`raw`: JSON text but for strings)."""
+    merged = dict(config)
+    for name, value in sorted(override.items()):
+        if name == "kmsKeyArn":
+            template = merged.get(REPOSITORY_TEMPLATE.full) or {}
+            if raw:
+                template = json.loads(template) if isinstance(template, str) else template
+            template = {**template, "kmsKeyArn": value}
+            merged[REPOSITORY_TEMPLATE.full] = json.dumps(template) if raw else template
+            continue
+        key = KEYS_BY_NAME[name]
+        merged[key.full] = json.dumps(value) if raw and key.pulumi_type != "string" else value
+    return merged
+
+
+def _overrides(model: DownstreamModel, config: RawConfig) -> dict[str, dict[str, Any]]:
+    """Each entry of accountOverrides, checked as the same keys at the top are: its fields one
+    by one, then the member's whole config with it applied."""
+    fields = ", ".join(sorted(OVERRIDE_KEYS))
+    result: dict[str, dict[str, Any]] = {}
+    for account, value in sorted(model.account_overrides.items()):
+        here = override_key(account)
+        valid_account_id_key(here, account)
+        try:
+            _OverrideEntry.model_validate({"override": value}, by_alias=True)
+        except ValidationError as err:
+            raise config_error(err, _OverrideEntry, {"override": here}, value) from None
+        given = {k: v for k, v in value.items() if v is not None}
+        if not given:
+            raise ConfigError(
+                here, value, f"a mapping with at least one of {fields}: what this member sets "
+                "differently from the template"
+            )  # fmt: skip
+        if "kmsKeyArn" in given and model.repository_template is None:
+            raise ConfigError(
+                override_key(account, "kmsKeyArn"),
+                given["kmsKeyArn"],
+                f"unset unless the template sets {REPOSITORY_TEMPLATE.full}: the key encrypts "
+                "the repositories its creation templates make",
+            )
+        for region_name, arn in _arns(given.get("kmsKeyArn")):
+            arn_account = arn.split(":")[4]
+            if arn_account != account:
+                where = override_key(account, "kmsKeyArn") + (
+                    f".{region_name}" if region_name else ""
+                )
+                raise ConfigError(
+                    where,
+                    arn,
+                    f"a key of account {account}: this member's repositories are in its own "
+                    f"account, and a KMS key ARN names one account ({arn_account})",
+                )
+        try:
+            parse_downstream(apply_override(config, given, raw=True))
+        except ConfigError as err:
+            raise _in_override(err, account, given) from None
+        result[account] = dict(sorted(given.items()))
+    return result
+
+
+def _arns(value: object) -> list[tuple[str, str]]:
+    """(region or "", ARN) of a kmsKeyArn value: one ARN, or a map of region -> ARN."""
+    if isinstance(value, str):
+        return [("", value)]
+    if isinstance(value, Mapping):
+        return sorted((str(k), str(v)) for k, v in value.items())
+    return []
+
+
+def foreign_kms_keys(config: Mapping[str, Any], account_id: str) -> list[tuple[str, str]]:
+    """(key, ARN) of each KMS key of `config`'s repositoryTemplate (values as the stack file
+    gives them) that belongs to another account than `account_id`."""
+    template = config.get(REPOSITORY_TEMPLATE.full)
+    if not isinstance(template, Mapping):
+        return []
+    value = template.get("kmsKeyArn")
+    key = OVERRIDE_KEYS["kmsKeyArn"]
+    return [
+        (f"{key}.{region_name}" if region_name else key, arn)
+        for region_name, arn in _arns(value)
+        if arn.split(":")[4:5] != [account_id]
+    ]
+
+
+def _in_override(err: ConfigError, account: str, override: Mapping[str, Any]) -> ConfigError:
+    """A refusal of the member's config, named after the override field that caused it, or
+    else said to be this member's."""
+    for name, key in OVERRIDE_KEYS.items():
+        rest = err.key.removeprefix(key)
+        if name in override and rest != err.key and rest[:1] in ("", ".", "["):
+            return ConfigError(override_key(account, name) + rest, err.value, err.valid)
+    return ConfigError(
+        err.key,
+        err.value,
+        f"{err.valid} (in the config of member {account}, with {override_key(account)} applied)",
     )
 
 
@@ -1075,9 +1447,25 @@ def parse(config: RawConfig, stack_name: str) -> StackConfig:
     return parsed
 
 
+def valid_account_id_key(key: str, value: str) -> str:
+    """An account ID used as a mapping's key: an unquoted YAML number lost its leading zeros
+    (and arrives as text of fewer digits), so the message says to quote it."""
+    if re.fullmatch(ACCOUNT_ID_PATTERN, value, re.ASCII) is None:
+        raise ConfigError(
+            key,
+            value,
+            "an AWS account ID: exactly 12 digits, quoted ('012345678901': an unquoted number "
+            "loses its leading zeros)",
+        )
+    return value
+
+
+_ACCOUNT_ID = TypeAdapter(AccountId)  # built once: building one costs about a millisecond
+
+
 def valid_account_id(key: str, value: object) -> str:
     try:
-        return str(TypeAdapter(AccountId).validate_python(value))
+        return str(_ACCOUNT_ID.validate_python(value))
     except ValidationError:
         raise ConfigError(key, value, "an AWS account ID: exactly 12 digits, quoted") from None
 

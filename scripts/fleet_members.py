@@ -5,12 +5,17 @@ A downstream stack file that sets `ecr-ptc:accounts` and/or `ecr-ptc:organizatio
 `<template>-<accountId>`, whose config is the template's without the fleet keys, plus the AWS
 provider settings that pin it to that account and assume the account's role.
 
+A template may set some per-account keys differently for one account
+(`ecr-ptc:accountOverrides`); a member's config is the template's with its override applied.
+
 Pure data in, data out: the same template config (and the same Organizations answers) gives the
-same members, sorted by account, and adding an account changes no other member.
+same members, sorted by account, and adding an account changes no other member, nor its batch.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,9 +26,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from components import config as keys
 from components.config import (
+    FleetTemplate,
+    apply_override,
+    foreign_kms_keys,
     is_fleet_template,
+    override_key,
     parse_fleet,
     refuse_fleet_keys_outside_a_template,
+    valid_account_id,
 )
 from components.config_error import ConfigError
 from scripts.stack_files import cli_config, qualify
@@ -222,8 +232,26 @@ def in_account(arn: str, account_id: str) -> str:
     return ":".join((head, partition, service, region_name, account_id, rest))
 
 
-def member_config(config: Mapping[str, Any], account_id: str, role_arn: str) -> dict[str, Any]:
-    own = {k: v for k, v in config.items() if k not in FLEET_KEYS}
+def member_config(
+    config: Mapping[str, Any],
+    account_id: str,
+    role_arn: str,
+    override: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A member's whole config: the template's (`config`, qualified keys, values as the stack
+    file gives them) without the fleet keys, with the account's override applied, pinned to the
+    account and its role. A value that names another account, which the member could not use
+    (a KMS key), is refused with the override key to set."""
+    own = apply_override({k: v for k, v in config.items() if k not in FLEET_KEYS}, override or {})
+    for key, arn in foreign_kms_keys(own, account_id):
+        raise ConfigError(
+            key,
+            arn,
+            f"a key of the member {account_id}'s own account: this ARN names account "
+            f"{arn.split(':')[4]}, and the member's repositories are in account {account_id}. "
+            f"Set {override_key(account_id, 'kmsKeyArn')} to a key of account {account_id} "
+            "(a map of region to key with several regions)",
+        )
     own[ALLOWED_ACCOUNT_IDS] = [account_id]
     own[ASSUME_ROLES] = [{"roleArn": role_arn}]
     boundary = own.get(PERMISSIONS_BOUNDARY_ARN)
@@ -245,7 +273,7 @@ def members(
     check_template(template_stack, config)
     if not is_template(config):
         return []
-    fleet = parse_fleet(cli_config(config))
+    fleet = fleet_template(config)
     accounts: dict[str, None] = {}
     if fleet.organizational_unit_ids:
         try:
@@ -265,30 +293,138 @@ def members(
                 stack=member_stack(template_stack, account_id),
                 account_id=account_id,
                 role_arn=role_arn,
-                config=member_config(config, account_id, role_arn),
+                config=member_config(config, account_id, role_arn, fleet.overrides.get(account_id)),
                 preview_role_arn=preview_role_arn,
             )
         )
     return result
 
 
-def to_json(fleet: Sequence[Member]) -> str:
-    """Byte-identical for the same members: sorted keys, members sorted by account."""
+def fleet_template(config: Mapping[str, Any]) -> FleetTemplate:
+    """The fleet keys of a template's config (keys as `pulumi config` shows them, values as the
+    stack file gives them), validated with the rest of it."""
+    return parse_fleet(cli_config({qualify(k): v for k, v in config.items()}))
+
+
+def stray_overrides(template: FleetTemplate, fleet: Sequence[Member]) -> list[str]:
+    """One warning line for each account override that applies to no member of `fleet` (not
+    listed, excluded, or not under the OUs): not a refusal, since OU membership changes."""
+    found = {m.account_id for m in fleet}
+    excluded = set(template.exclude_account_ids)
+    lines = []
+    for account in sorted(set(template.overrides) - found):
+        if account in excluded:
+            why = f"it is in {EXCLUDE_ACCOUNT_IDS}"
+        elif template.organizational_unit_ids:
+            why = (
+                f"it is neither in {ACCOUNTS} nor an ACTIVE account under {ORGANIZATIONAL_UNIT_IDS}"
+            )
+        else:
+            why = f"it is not in {ACCOUNTS}"
+        lines.append(
+            f"warning: {override_key(account)} applies to no member: {why}. Remove the "
+            "override, or enroll the account"
+        )
+    return lines
+
+
+# --- the members file (`make -s fleet-members > members.json`, MEMBERS=members.json) -----------
+
+MEMBERS = "MEMBERS"
+
+
+def _regenerate(template: str) -> str:
+    return f"regenerate it with `make -s fleet-members TEMPLATE={template} > members.json`"
+
+
+def to_json(fleet: Sequence[Member], template: str) -> str:
+    """The members file: the template it was made from and its members. Byte-identical for the
+    same members: sorted keys, members sorted by account."""
     ordered = sorted(fleet, key=lambda m: m.account_id)
-    return json.dumps([m.to_json() for m in ordered], indent=2, sort_keys=True) + "\n"
+    document = {"template": template, "members": [m.to_json() for m in ordered]}
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def from_json(text: str) -> list[Member]:
-    return [
-        Member(m["stack"], m["accountId"], m["roleArn"], m["config"], m.get("previewRoleArn", ""))
-        for m in json.loads(text)
-    ]
+def from_json(text: str, template: str) -> list[Member]:
+    """The members of a members file made for `template`. A file of another template, of the
+    old list-only format, or with a member whose stack is not `<template>-<its account>` is
+    refused: a run must never deploy one fleet's members as another's."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            MEMBERS,
+            f"not JSON ({err.msg}, line {err.lineno})",
+            f"the JSON `make fleet-members` prints: {_regenerate(template)}",
+        ) from None
+    if isinstance(document, list):
+        raise ConfigError(
+            MEMBERS,
+            f"a list of {len(document)} members naming no template",
+            f"a members file of template {template!r} ({{template, members}}): this one is of an "
+            f"older version; {_regenerate(template)}",
+        )
+    if not isinstance(document, dict) or set(document) != {"template", "members"}:
+        raise ConfigError(
+            MEMBERS,
+            sorted(document) if isinstance(document, dict) else type(document).__name__,
+            "a mapping of template and members, as `make fleet-members` prints it; "
+            + _regenerate(template),
+        )
+    if document["template"] != template:
+        raise ConfigError(
+            MEMBERS,
+            document["template"],
+            f"a members file of template {template!r} (this run's TEMPLATE): this one is of "
+            f"template {document['template']!r}; {_regenerate(template)}",
+        )
+    if not isinstance(document["members"], list):
+        raise ConfigError(f"{MEMBERS} members", document["members"], "a list of members")
+    result = [_member(i, entry, template) for i, entry in enumerate(document["members"])]
+    seen: set[str] = set()
+    for i, member in enumerate(result):
+        if member.account_id in seen:
+            raise ConfigError(
+                f"{MEMBERS} members[{i}].accountId", member.account_id, "each account once"
+            )
+        seen.add(member.account_id)
+    return result
+
+
+def _member(i: int, entry: object, template: str) -> Member:
+    here = f"{MEMBERS} members[{i}]"
+    fields = {"stack": str, "accountId": str, "roleArn": str, "config": dict}
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            here, entry, "a member: {stack, accountId, roleArn, previewRoleArn, config}"
+        )
+    for name, kind in fields.items():
+        if not isinstance(entry.get(name), kind):
+            raise ConfigError(f"{here}.{name}", entry.get(name), f"a {kind.__name__}")
+    account = valid_account_id(f"{here}.accountId", entry["accountId"])
+    stack = member_stack(template, account)
+    if entry["stack"] != stack:
+        raise ConfigError(
+            f"{here}.stack",
+            entry["stack"],
+            f"{stack!r}: the stack of account {account} in fleet {template!r} is "
+            f"<template>-<accountId>; {_regenerate(template)}",
+        )
+    return Member(
+        stack,
+        account,
+        entry["roleArn"],
+        entry["config"],
+        str(entry.get("previewRoleArn", "")),
+    )
 
 
 # --- batches ----------------------------------------------------------------------------------
 
 BATCH = "BATCH"
 MAX_MATRIX_JOBS = 256  # GitHub Actions: at most 256 jobs per matrix
+# Every account has a fixed slot; a batch is a range of slots.
+SLOTS = MAX_MATRIX_JOBS
 
 
 def parse_batch(value: str) -> tuple[int, int]:
@@ -299,13 +435,21 @@ def parse_batch(value: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+@functools.lru_cache(maxsize=65536)
+def slot(account_id: str) -> int:
+    """The account's fixed slot, 0 to SLOTS - 1: from a hash of its ID, so it never depends on
+    which other accounts are members."""
+    digest = hashlib.sha256(account_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SLOTS
+
+
 def batch(fleet: Sequence[Member], index: int, count: int) -> list[Member]:
-    """The `index`-th (1-based) of `count` contiguous, near-equal slices of the members sorted by
-    account: every member is in exactly one batch."""
-    ordered = sorted(fleet, key=lambda m: m.account_id)
-    start = (index - 1) * len(ordered) // count
-    end = index * len(ordered) // count
-    return ordered[start:end]
+    """The `index`-th (1-based) of `count` batches, sorted by account: the members whose slot is
+    in [(index-1)*SLOTS//count, index*SLOTS//count). Every member is in exactly one batch, and
+    with the same count, adding or removing accounts moves no other member to another batch."""
+    low, high = (index - 1) * SLOTS // count, index * SLOTS // count
+    chosen = [m for m in fleet if low <= slot(m.account_id) < high]
+    return sorted(chosen, key=lambda m: m.account_id)
 
 
 def batch_count(member_count: int, per_batch: int) -> int:

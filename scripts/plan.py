@@ -25,10 +25,13 @@ from components.aws_names import SIZING_ACCOUNT_ID
 from components.config import (
     ALLOWED_ACCOUNT_IDS_KEY,
     ORGANIZATIONAL_UNIT_IDS,
+    OVERRIDE_KEYS,
     UPSTREAM_STACK,
     DownstreamConfig,
+    FleetTemplate,
     allowed_account_id,
     is_fleet_template,
+    override_key,
     parse,
     resolve_side,
 )
@@ -37,7 +40,7 @@ from components.contract import UpstreamFacts
 from components.plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, StackPlan
 from components.program import direct_upstream, plan_stack
 from scripts.deploy import check_upstream_organization, state_backend
-from scripts.stack_files import PROJECT_DIR, cli_config, stack_file_config, stack_names
+from scripts.stack_files import PROJECT_DIR, cli_config, qualify, stack_file_config, stack_names
 
 
 class UpstreamNotHereError(ConfigError):
@@ -53,6 +56,36 @@ class StackResult:
     notes: list[str] = field(default_factory=list)
     # The stack's config as `pulumi config` shows it (a fleet member's: its generated config).
     values: Mapping[str, Any] = field(default_factory=dict)
+    # A fleet member's: where its config differs from the template's.
+    member: MemberConfig | None = None
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """What a fleet member's config is made of, beside the template's values."""
+
+    # Key -> the member's value, for every key whose value differs from the template's.
+    differs: Mapping[str, Any]
+    # The account's ecr-ptc:accountOverrides entry (empty: none), and the keys it sets.
+    override: Mapping[str, Any]
+    override_keys: tuple[str, ...]
+
+    @staticmethod
+    def of(
+        template_values: Mapping[str, Any],
+        member_values: Mapping[str, Any],
+        override: Mapping[str, Any],
+    ) -> MemberConfig:
+        template = {qualify(k): v for k, v in template_values.items()}
+        differs = {k: v for k, v in sorted(member_values.items()) if template.get(k) != v}
+        keys = {OVERRIDE_KEYS[name].split(".")[0] for name in override}
+        return MemberConfig(differs, dict(override), tuple(sorted(keys)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "differsFromTemplate": dict(self.differs),
+            "override": dict(self.override),
+        }
 
 
 def _account(raw: Mapping[str, str], known: str | None) -> str:
@@ -191,23 +224,39 @@ def _plan_fleet(
     members_of: MembersOf,
     backend: str | None,
 ) -> list[StackResult]:
+    from scripts.fleet_members import fleet_template, stray_overrides
+
     notes: list[str] = []
-    if values.get(ORGANIZATIONAL_UNIT_IDS.full):
-        # OU members are known only to Organizations; offline, plan one member as a sample.
-        without_ous = {k: v for k, v in values.items() if k != ORGANIZATIONAL_UNIT_IDS.full}
-        listed = members_of(template, without_ous) if _lists_accounts(values) else []
-        sample = members_of(template, {**without_ous, "ecr-ptc:accounts": [SIZING_ACCOUNT_ID]})
-        notes.append(
-            f"fleet template {template}: the accounts under {ORGANIZATIONAL_UNIT_IDS.full} are "
-            f"resolved by `make fleet-members` (Organizations API); {sample[0].stack} stands "
-            "for each of them here"
-        )
-        found = [*listed, *sample]
-    else:
-        found = members_of(template, values)
+    try:
+        if values.get(ORGANIZATIONAL_UNIT_IDS.full):
+            # OU members are known only to Organizations; offline, plan one member as a sample.
+            without_ous = {k: v for k, v in values.items() if k != ORGANIZATIONAL_UNIT_IDS.full}
+            listed = members_of(template, without_ous) if _lists_accounts(values) else []
+            sample = members_of(template, {**without_ous, "ecr-ptc:accounts": [SIZING_ACCOUNT_ID]})
+            notes.append(
+                f"fleet template {template}: the accounts under {ORGANIZATIONAL_UNIT_IDS.full} "
+                f"are resolved by `make fleet-members` (Organizations API); {sample[0].stack} "
+                "stands for each of them here"
+            )
+            found = [*listed, *sample]
+        else:
+            found = members_of(template, values)
+        fleet = fleet_template(values)
+        if not values.get(ORGANIZATIONAL_UNIT_IDS.full):
+            # Without OUs the members are known here: an override of no member is a mistake.
+            notes.extend(f"fleet template {template}: {w}" for w in stray_overrides(fleet, found))
+    except ConfigError as err:
+        return [StackResult(template, template, error=err, values=values)]
     results = []
     for member in found:
-        result = StackResult(member.stack, template, notes=list(notes), values=member.config)
+        override = _override_of(fleet, member.account_id)
+        result = StackResult(
+            member.stack,
+            template,
+            notes=list(notes),
+            values=member.config,
+            member=MemberConfig.of(values, member.config, override),
+        )
         try:
             result.plan = _plan_one(
                 member.stack, member.config, project_dir, upstream_outputs, refused, backend
@@ -216,6 +265,10 @@ def _plan_fleet(
             result.error = err
         results.append(result)
     return results
+
+
+def _override_of(fleet: FleetTemplate, account_id: str) -> Mapping[str, Any]:
+    return fleet.overrides.get(account_id) or {}
 
 
 def _lists_accounts(values: Mapping[str, Any]) -> bool:
@@ -253,9 +306,13 @@ def resource_json(resource: PlannedResource, account: str) -> dict[str, Any]:
 
 
 def result_json(result: StackResult) -> dict[str, Any]:
+    # A fleet member's whole config and what differs from its template, refused or not.
+    member: dict[str, Any] = {}
+    if result.member is not None:
+        member = {"config": dict(result.values), **result.member.to_json()}
     if result.plan is None:
         return {"stack": result.stack, "file": f"Pulumi.{result.source}.yaml",
-                "error": str(result.error)}  # fmt: skip
+                "error": str(result.error), **member}  # fmt: skip
     plan = result.plan
     return {
         "stack": result.stack,
@@ -266,7 +323,21 @@ def result_json(result: StackResult) -> dict[str, Any]:
         "notes": result.notes,
         "resources": [resource_json(r, plan.account_id) for r in plan.resources],
         "outputs": _value(dict(plan.outputs)),
+        **member,
     }
+
+
+def print_member_config(result: StackResult, out: TextIO) -> None:
+    """A fleet member's config where it differs from the template's: what the fleet sets for its
+    account, and its account override."""
+    member = result.member
+    if member is None:
+        return
+    account = result.stack.rsplit("-", 1)[-1]
+    out.write(f"  config: Pulumi.{result.source}.yaml's, except\n")
+    for key, value in member.differs.items():
+        why = override_key(account) if key in member.override_keys else "set by the fleet"
+        out.write(f"    {key}: {json.dumps(value, sort_keys=True)}  ({why})\n")
 
 
 def print_text(results: Sequence[StackResult], out: TextIO) -> None:
@@ -274,10 +345,12 @@ def print_text(results: Sequence[StackResult], out: TextIO) -> None:
         data = result_json(result)
         out.write(f"\n=== stack {result.stack} (Pulumi.{result.source}.yaml) ===\n")
         if result.plan is None:
+            print_member_config(result, out)
             out.write(f"REFUSED: {result.error}\n")
             continue
         for note in result.notes:
             out.write(f"note: {note}\n")
+        print_member_config(result, out)
         out.write(f"{data['side']} stack, account {data['account']}, region {data['region']}: ")
         out.write(f"{len(data['resources'])} resources\n")
         for r in data["resources"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,12 +21,14 @@ from botocore.stub import Stubber
 from components.config_error import ConfigError
 from scripts import fleet
 from scripts.fleet_members import (
+    SLOTS,
     Member,
     OrganizationsUnavailable,
     batch,
     batch_count,
     members,
     parse_batch,
+    slot,
     to_json,
 )
 from scripts.stack_files import PROJECT_DIR
@@ -181,12 +184,18 @@ def test_ous_nested_active_only_excluded_skipped_explicit_role_wins(
     assert all("ecr-ptc:excludeAccountIds" not in m.config for m in result)
 
 
+def members_json(config: dict[str, Any]) -> str:
+    return to_json(members("downstream", config), "downstream")
+
+
 def test_output_is_byte_identical_and_adding_an_account_changes_no_other_entry() -> None:
     reordered = TEMPLATE | {"ecr-ptc:accounts": ["210000000001", "210000000002"]}
-    assert to_json(members("downstream", TEMPLATE)) == to_json(members("downstream", reordered))
-    before = {m["accountId"]: m for m in json.loads(to_json(members("downstream", TEMPLATE)))}
+    assert members_json(TEMPLATE) == members_json(reordered)
+    document = json.loads(members_json(TEMPLATE))
+    assert set(document) == {"template", "members"} and document["template"] == "downstream"
+    before = {m["accountId"]: m for m in document["members"]}
     grown = TEMPLATE | {"ecr-ptc:accounts": ["210000000002", "210000000000", "210000000001"]}
-    after = {m["accountId"]: m for m in json.loads(to_json(members("downstream", grown)))}
+    after = {m["accountId"]: m for m in json.loads(members_json(grown))["members"]}
     assert set(after) - set(before) == {"210000000000"}
     assert all(after[a] == before[a] for a in before)
 
@@ -208,7 +217,9 @@ def test_make_fleet_members_prints_members_of_the_stack_file(tmp_path: Path) -> 
     )
     out = io.StringIO()
     assert fleet.main(["members", "--template", "fleet-eu"], project_dir=tmp_path, out=out) == 0
-    [member] = json.loads(out.getvalue())
+    document = json.loads(out.getvalue())
+    assert document["template"] == "fleet-eu"
+    [member] = document["members"]
     assert member["stack"] == "fleet-eu-210000000001"
     assert member["config"]["ecr-ptc:side"] == "downstream"
     assert "ecr-ptc:accounts" not in member["config"]
@@ -296,11 +307,44 @@ def fleet_of(n: int) -> list[Member]:
 
 
 @pytest.mark.parametrize(("size", "count"), [(0, 3), (1, 3), (7, 3), (10, 10), (1000, 256)])
-def test_batches_partition_the_members_exactly_and_evenly(size: int, count: int) -> None:
+def test_batches_partition_the_members_exactly(size: int, count: int) -> None:
     everyone = fleet_of(size)
     parts = [batch(list(reversed(everyone)), i, count) for i in range(1, count + 1)]
-    assert [m for part in parts for m in part] == everyone
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert sorted((m for part in parts for m in part), key=lambda m: m.account_id) == everyone
+    for part in parts:
+        assert part == sorted(part, key=lambda m: m.account_id)
+    # Batch i of N holds the slots [(i-1)*SLOTS//N, i*SLOTS//N).
+    for i, part in enumerate(parts, start=1):
+        assert all((i - 1) * SLOTS // count <= slot(m.account_id) < i * SLOTS // count
+                   for m in part)  # fmt: skip
+
+
+def batch_of(fleet: list[Member], count: int) -> dict[str, int]:
+    return {m.account_id: i for i in range(1, count + 1) for m in batch(fleet, i, count)}
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 40, 256])
+def test_adding_or_removing_accounts_moves_no_other_member_to_another_batch(count: int) -> None:
+    rng = random.Random(count)
+    for size in (1, 10, 100, 1000):
+        fleet = [Member(f"downstream-{a}", a, "arn", {}) for a in accounts(rng, size)]
+        before = batch_of(fleet, count)
+        removed = rng.sample(fleet, len(fleet) // 3)
+        added = [Member(f"downstream-{a}", a, "arn", {}) for a in accounts(rng, size // 2 + 1)]
+        changed = [m for m in fleet if m not in removed] + added
+        after = batch_of(changed, count)
+        assert all(after[a] == before[a] for a in after if a in before)
+        assert len(after) == len(changed)  # every member in exactly one batch
+
+
+def accounts(rng: random.Random, n: int) -> list[str]:
+    return [f"{rng.randrange(10**12):012d}" for _ in range(n)]
+
+
+def test_an_accounts_slot_is_fixed_and_spread() -> None:
+    assert slot("210000000001") == slot("210000000001")
+    assert {slot(f"{i:012d}") for i in range(5000)} == set(range(SLOTS))
+    assert SLOTS == 256
 
 
 def test_batch_count_respects_the_matrix_limit_and_batch_syntax() -> None:

@@ -237,7 +237,7 @@ KEYS = [
     down("misspelled-regions", {"ecr-ptc:regoins": ["eu-west-1"]},
          "ecr-ptc:regoins", "'[\"eu-west-1\"]'", "did you mean ecr-ptc:regions?"),
     down("unknown-key", {"ecr-ptc:zzzzzzzz": "1"},
-         "ecr-ptc:zzzzzzzz", "'1'", "the known keys are ecr-ptc:accountPreviewRoleName, ecr-ptc:accountRoleName"),
+         "ecr-ptc:zzzzzzzz", "'1'", "the known keys are ecr-ptc:accountOverrides, ecr-ptc:accountPreviewRoleName"),
     down("misspelled-rule-field", {"ecr-ptc:rules": [{"ecrRepositoryPrefx": "central"}]},
          "ecr-ptc:rules[0].ecrRepositoryPrefx", "'central'", "ecrRepositoryPrefix, upstreamRepositoryPrefix"),
     down("misspelled-template-field", {TEMPLATE: {"keepLastImage": 3}},

@@ -74,7 +74,7 @@ NAMESPACES = [
     up("our-key-under-another-namespace", {"ecr:repositoryPrefix": "golden"},
        "ecr:repositoryPrefix", "'golden'", "did you mean ecr-ptc:repositoryPrefix?"),
     up("namespace-typo-without-a-close-key", {"ecr_ptc:foo": "1"},
-       "ecr_ptc:foo", "'1'", "the known keys are ecr-ptc:accountPreviewRoleName"),
+       "ecr_ptc:foo", "'1'", "the known keys are ecr-ptc:accountOverrides, ecr-ptc:accountPreviewRoleName"),
 ]
 
 STATEMENTS = [

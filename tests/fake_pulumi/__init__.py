@@ -1,0 +1,1 @@
+"""A stand-in `pulumi` executable for the tests (see fake_pulumi.py)."""

@@ -104,12 +104,14 @@ clean:
 # --- Fleets: one downstream stack per account of a template (README "Fleet") ---------------
 # TEMPLATE is the template stack; MEMBERS=<file> uses a members list from `make fleet-members`
 # instead of deriving it again (CI: every batch sees the same list). Environment: BATCH=i/N,
-# PRUNE=1, FLEET_PARALLELISM=<n>, FLEET_SUMMARY=<file>.
+# FLEET_PARALLELISM=<n>, FLEET_SUMMARY=<file>; for fleet-up also CANARY, WAVE_SIZE,
+# FAILURE_TOLERANCE, REFRESH=1, PRUNE=1, PRUNE_MAX, PRUNE_CONFIRM=<count>, FLEET_GRACE_SECONDS,
+# FLEET_UPSTREAM=check (only check the upstream stack instead of deploying it first).
 TEMPLATE ?= downstream
 PER_BATCH ?= 25
 FLEET_ARGS = --template $(TEMPLATE) $(if $(MEMBERS),--members $(MEMBERS))
 
-.PHONY: fleet-members fleet-matrix fleet-preview fleet-up fleet-comment bench-fleet
+.PHONY: fleet-members fleet-matrix fleet-preview fleet-up fleet-drift fleet-comment bench-fleet
 
 # JSON on stdout only (`make -s fleet-members > members.json`).
 fleet-members: $(INSTALLED)
@@ -121,8 +123,13 @@ fleet-matrix: $(INSTALLED)
 fleet-preview: install
 	$(BIN)/python -m scripts.fleet preview $(FLEET_ARGS)
 
+# The upstream stack first (as make up: its pre-flight, then `pulumi up`), then the members.
 fleet-up: install
-	$(BIN)/python -m scripts.fleet up $(FLEET_ARGS)
+	$(BIN)/python -m scripts.fleet up $(FLEET_ARGS) --upstream-stack $(UPSTREAM_STACK)
+
+# Each member's `pulumi refresh --preview-only` (its read-only role): what changed outside Pulumi.
+fleet-drift: install
+	$(BIN)/python -m scripts.fleet drift $(FLEET_ARGS)
 
 # The driver's own overhead for 10, 100 and 1,000 members (no Pulumi CLI, no AWS).
 bench-fleet: $(INSTALLED)

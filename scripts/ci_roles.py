@@ -611,6 +611,8 @@ def project_state_statements(
                 [
                     f"{state}/meta.yaml",
                     f"{state}/stacks/{PROJECT_NAME}/{written}.json*",
+                    # Stack tags (self-managed backends since Pulumi 3.211): the fleet's owner.
+                    f"{state}/stacks/{PROJECT_NAME}/{written}.pulumi-tags",
                     f"{state}/*/{PROJECT_NAME}/{written}/*",
                 ],
             )

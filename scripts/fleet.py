@@ -1,86 +1,134 @@
-"""`make fleet-members`, `make fleet-preview`, `make fleet-up`: one downstream stack per account.
+"""`make fleet-members`, `make fleet-preview`, `make fleet-up`, `make fleet-drift`: one downstream
+stack per account of a fleet template.
 
     python -m scripts.fleet members --template downstream      # the members, JSON on stdout
     python -m scripts.fleet matrix  --template downstream      # CI: the batches, as a matrix
     python -m scripts.fleet preview --template downstream      # every member, bounded parallelism
-    python -m scripts.fleet up      --template downstream
-    python -m scripts.fleet comment summary-*.json             # CI: one PR comment from batches
+    python -m scripts.fleet up      --template downstream      # canary, waves, failure tolerance
+    python -m scripts.fleet drift   --template downstream      # resources changed outside Pulumi
+    python -m scripts.fleet comment summary-*.json             # CI: one Markdown report
 
 Environment: FLEET_PARALLELISM (members run at once; default from free memory), BATCH=i/N (only
-the i-th of N batches), PRUNE=1 (destroy and remove the stacks of accounts that left the fleet),
-FLEET_SUMMARY=<file> (also write the summary as JSON), PULUMI_BACKEND_URL (the state backend).
-`--project-dir` reads the stack files of another directory than this repository's.
+the i-th of N batches), CANARY, WAVE_SIZE, FAILURE_TOLERANCE (override the template's
+ecr-ptc:operationPreferences for this run), PRUNE=1 (deal with the stacks of accounts that left),
+PRUNE_MAX / PRUNE_CONFIRM=<count> (the prune cap, and the confirmation of a larger prune),
+REFRESH=1 (up: refresh first, so that changes made outside Pulumi are repaired),
+FLEET_GRACE_SECONDS (after SIGTERM/SIGINT: how long running members may go on before they are
+cancelled), FLEET_SUMMARY=<file> (also write the summary as JSON), PULUMI_BACKEND_URL.
 
-Each member runs in its own temporary workspace directory (see `prepare_workspace`): parallel
-Automation API runs in one directory overwrite each other's workspace files.
+Who owns a stack: the stack tags `ecr-ptc:fleet-template` and `ecr-ptc:fleet-project`, written
+on every member stack the fleet updates. Only stacks so tagged are ever pruned or retained.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
+import signal
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol, TextIO
 
+from components.config import (
+    Amount,
+    OperationPreferences,
+    default_max_prune,
+    parse_amount,
+)
 from components.config_error import ConfigError
 from scripts.deploy import Which, is_self_managed, on_path, state_backend
+from scripts.fleet_cli import (
+    DRIFT,
+    KILLED,
+    NO_STACK_TEXT,
+    Cancelled,
+    CliFailed,
+    CliRunner,
+    Locked,
+    Processes,
+    RunReport,
+    StackState,
+    Step,
+    changed,
+    details_text,
+    write_stack_file,
+)
 from scripts.fleet_members import (
     BATCH,
+    PREVIEW,
     Member,
     OrganizationsUnavailable,
     batch,
     batch_count,
+    fleet_template,
     from_json,
     is_template,
     member_stack_pattern,
     members,
     parse_batch,
+    stray_overrides,
     to_json,
 )
-from scripts.stack_files import PROJECT_FILE, cli_yaml_text, load_yaml, stack_file_config
+from scripts.fleet_report import COMMENT_MARKER, comment, summary_table
+from scripts.stack_files import PROJECT_FILE, cli_config, load_yaml, stack_file, stack_file_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-POLICY_PACK = "policy"
-PROGRAM_LINK = "program"  # in each member's workspace: a symlink to the project directory
 MEMBER_MEMORY_MB = 300  # what one running member (CLI, language host, AWS provider) takes
 PREFLIGHT_PARALLELISM = 32
-DETAILS_MAX_CHARS = 4000
-COMMENT_MAX_CHARS = 60000
-COMMENT_MARKER = "<!-- ecr-ptc-fleet-preview -->"
-FENCE = "```"
+PINNED_CLI_FILE = ".pulumi-version"
+COMMANDS = (PREVIEW, "up", DRIFT)
 
+# Results of a member (or a former member's stack).
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-SKIPPED = "skipped: cannot assume role"
+SKIPPED = "skipped"
+NOT_STARTED = "not started"
+INTERRUPTED = "interrupted"
+PLANNED = "new: planned"  # a preview of a member whose stack does not exist yet
 PRUNED = "pruned"
+RETAINED = "retained"
 PRUNE_FAILED = "prune failed"
-OK_RESULTS = (SUCCEEDED, PRUNED)
+NOT_PRUNED = "not pruned"
+OK_RESULTS = (SUCCEEDED, PLANNED, PRUNED, RETAINED)
+
+# Stack tags: who owns a member stack, and the fleet run that last started an update of it.
+TAG_TEMPLATE = "ecr-ptc:fleet-template"
+TAG_PROJECT = "ecr-ptc:fleet-project"
+TAG_RUN = "ecr-ptc:fleet-run"
+TAG_RETAINED = "ecr-ptc:fleet-retained-from"
+DONE = ":done"  # TAG_RUN's value once the run's update of the stack has ended
+
+DEFAULT_GRACE_SECONDS = 60.0
+KILL_AFTER_SECONDS = 10.0  # after SIGINT to a member's CLI: the longest before it is killed
 
 
-@dataclass(frozen=True)
-class RunReport:
-    """What one member's preview/up (or prune) did: resource operation -> count, and its log."""
-
-    changes: Mapping[str, int] = field(default_factory=dict)
-    details: str = ""
+def kill_after(grace: float) -> float:
+    """How long a member's CLI gets to cancel after SIGINT: as long as the grace, 1 to 10 s (a
+    short grace is a short window: CI kills the job about 10 s after its first signal)."""
+    return min(KILL_AFTER_SECONDS, max(1.0, grace))
 
 
 class Runner(Protocol):
-    def run(self, member: Member, command: str) -> RunReport: ...
-    def list_stacks(self) -> list[str]: ...
+    def stacks(self) -> dict[str, StackState]: ...
+    def tags(self, stack: str) -> dict[str, str]: ...
+    def set_tags(self, stack: str, tags: Mapping[str, str], cleanup: bool = False) -> None: ...
+    def remove_tags(self, stack: str, keys: Sequence[str]) -> None: ...
+    def create(self, member: Member) -> None: ...
+    def cancel(self, stack: str) -> None: ...
+    def outputs(self, stack: str) -> dict[str, Any]: ...
+    def run(self, member: Member, command: str, refresh: bool = False) -> RunReport: ...
     def prune(self, stack: str) -> RunReport: ...
 
 
-AssumeCheck = Callable[[str], None]  # raises when the role cannot be assumed
+AssumeCheck = Callable[[str, str], None]  # (role ARN, region); raises when it cannot be assumed
 
 
 @dataclass(frozen=True)
@@ -91,29 +139,31 @@ class Outcome:
     changes: Mapping[str, int] | None
     duration: float
     details: str = ""
+    reason: str = ""  # one line: why it failed, was skipped, not started; what was done
+    steps: tuple[Step, ...] = ()  # what changed (drift: what changed outside Pulumi)
 
     @property
     def ok(self) -> bool:
         return self.result in OK_RESULTS
+
+    @property
+    def changed(self) -> bool:
+        return changed(self.changes)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "accountId": self.account_id,
             "stack": self.stack,
             "result": self.result,
+            "reason": self.reason,
             "changes": None if self.changes is None else dict(sorted(self.changes.items())),
             "duration": round(self.duration, 1),
             "details": self.details,
+            "steps": [s.to_json() for s in self.steps],
         }
 
 
 # --- settings ---------------------------------------------------------------------------------
-
-
-def backend_url(project_dir: Path, env: Mapping[str, str]) -> str | None:
-    """The backend `make up` and every `pulumi` command of the project use (PULUMI_BACKEND_URL,
-    else Pulumi.yaml's `backend.url`), or None for the one `pulumi login` chose."""
-    return state_backend(env, project_dir)
 
 
 def available_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -142,28 +192,189 @@ def parallelism(member_count: int, env: Mapping[str, str], memory_mb: int | None
     return max(1, min(wanted, max(member_count, 1)))
 
 
+def grace_seconds(env: Mapping[str, str]) -> float:
+    raw = env.get("FLEET_GRACE_SECONDS", "")
+    if not raw:
+        return DEFAULT_GRACE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(
+            "FLEET_GRACE_SECONDS",
+            raw,
+            "seconds from 0 to 3600: how long running members may go on after SIGTERM/SIGINT",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a run goes: the template's operation preferences with the command line's on top."""
+
+    command: str
+    workers: int = 1
+    canary: int = 1
+    wave_size: Amount = field(default_factory=lambda: Amount(None, 100))
+    failure_tolerance: Amount = field(default_factory=lambda: Amount(0, None))
+    max_prune: Amount | None = None
+    retain: bool = False
+    prune: bool = False
+    prune_confirm: int | None = None
+    refresh: bool = False
+    handle_orphans: bool = True
+    run_id: str = ""
+
+    @staticmethod
+    def of(
+        command: str,
+        preferences: OperationPreferences,
+        env: Mapping[str, str],
+        workers: int,
+        handle_orphans: bool = True,
+    ) -> Settings:
+        canary = preferences.canary
+        if env.get("CANARY"):
+            canary = parse_amount("CANARY", env["CANARY"], 0, percent=False).count or 0
+        wave = preferences.wave_size
+        if env.get("WAVE_SIZE"):
+            wave = parse_amount("WAVE_SIZE", env["WAVE_SIZE"], 1)
+        tolerance = preferences.failure_tolerance
+        if env.get("FAILURE_TOLERANCE"):
+            tolerance = parse_amount("FAILURE_TOLERANCE", env["FAILURE_TOLERANCE"], 0)
+        max_prune = preferences.max_prune
+        if env.get("PRUNE_MAX"):
+            max_prune = parse_amount("PRUNE_MAX", env["PRUNE_MAX"], 0)
+        confirm = env.get("PRUNE_CONFIRM") or None
+        if confirm is not None and not (confirm.isascii() and confirm.isdigit()):
+            raise ConfigError(
+                "PRUNE_CONFIRM", confirm, "the number of stacks this run is to prune, e.g. 12"
+            )
+        return Settings(
+            command=command,
+            workers=workers,
+            canary=canary,
+            wave_size=wave,
+            failure_tolerance=tolerance,
+            max_prune=max_prune,
+            retain=preferences.retain_stacks_on_account_removal,
+            prune=env.get("PRUNE") == "1",
+            prune_confirm=None if confirm is None else int(confirm),
+            refresh=env.get("REFRESH") == "1",
+            handle_orphans=handle_orphans,
+            run_id=env.get("FLEET_RUN_ID") or uuid.uuid4().hex[:12],
+        )
+
+
+def waves(fleet: Sequence[Member], settings: Settings) -> list[list[Member]]:
+    """An update's order: the canary wave (the first `canary` members by account), then waves
+    of `wave_size`. Previews and drift checks change nothing: one wave of every member."""
+    ordered = sorted(fleet, key=lambda m: m.account_id)
+    if settings.command != "up":
+        return [ordered] if ordered else []
+    canary = min(settings.canary, len(ordered))
+    rest = ordered[canary:]
+    size = max(1, settings.wave_size.of(len(ordered), at_least=1))
+    result = [ordered[:canary]] if canary else []
+    result += [rest[i : i + size] for i in range(0, len(rest), size)]
+    return result
+
+
+# --- stopping: failure tolerance and signals ------------------------------------------------------
+
+
+class Stop:
+    """Why no new member may start (failure tolerance exceeded, a signal), and the signal's
+    handling: the first SIGTERM/SIGINT stops new members and gives running ones `grace` seconds
+    before they are cancelled (SIGINT to their CLI), then KILL_AFTER_SECONDS before they are
+    killed; a second signal cancels them at once."""
+
+    def __init__(
+        self, processes: Processes | None = None, grace: float = 0.0, err: TextIO = sys.stderr
+    ) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self.signal: int | None = None
+        self.processes = processes
+        self.grace = grace
+        self.err = err
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+    def halt(self, reason: str) -> None:
+        with self._lock:
+            if not self.event.is_set():
+                self.reason = reason
+                self.event.set()
+
+    def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
+        name = signal.Signals(signum).name
+        if self.signal is not None:
+            print(f"fleet: {name} again: cancelling the running members now", file=self.err)
+            threading.Thread(target=self._cancel_running, args=(0.0,), daemon=True).start()
+            return
+        self.signal = signum
+        self.halt(f"the run was stopped by {name} before this member started")
+        if self.processes is not None:
+            self.processes.close()
+        running = self.processes.running() if self.processes is not None else []
+        print(
+            f"fleet: {name} received: no new member starts; {len(running)} running member(s) "
+            f"get {self.grace:g} s to end, then are cancelled. The summary follows.",
+            file=self.err,
+        )
+        threading.Thread(target=self._cancel_running, args=(self.grace,), daemon=True).start()
+
+    def _cancel_running(self, after: float) -> None:
+        if self.processes is None or self._cancelled.is_set():
+            return
+        deadline = time.monotonic() + after
+        while time.monotonic() < deadline and self.processes.running():
+            time.sleep(min(0.1, after))
+        if not self.processes.running() or self._cancelled.is_set():
+            return
+        self._cancelled.set()
+        from scripts.fleet_cli import INTERRUPTED as HOW_INTERRUPTED
+
+        self.processes.signal_all(signal.SIGINT, HOW_INTERRUPTED)
+        deadline = time.monotonic() + kill_after(self.grace)
+        while time.monotonic() < deadline and self.processes.running():
+            time.sleep(0.1)
+        self.processes.signal_all(signal.SIGKILL, KILLED)
+
+    def install(self) -> Callable[[], None]:
+        """Handle SIGTERM and SIGINT (main thread only); returns what restores the old ones."""
+        old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for signum, handler in old.items():
+                signal.signal(signum, handler)
+
+        return restore
+
+
 # --- the run ----------------------------------------------------------------------------------
-
-
-def change_text(changes: Mapping[str, int] | None) -> str:
-    if changes is None:
-        return "-"
-    text = ", ".join(f"{op} {n}" for op, n in sorted(changes.items()) if op != "same" and n)
-    return text or "none"
 
 
 def preflight(
     fleet: Sequence[Member], can_assume: AssumeCheck, command: str = "up"
 ) -> tuple[list[Member], list[Outcome]]:
-    """Try each member's role for `command` (a preview's is the read-only one) before anything
-    changes; those that fail are skipped."""
+    """Try each member's role for `command` (a preview's and a drift check's is the read-only
+    one) in the member's own region, hence partition, before anything changes; those that fail
+    are skipped."""
+    role_command = "up" if command == "up" else PREVIEW
 
     def check(member: Member) -> str | None:
         try:
-            role = member.role_for(command)
-            can_assume(role)
+            role = member.role_for(role_command)
+            can_assume(role, str(member.config.get("aws:region") or ""))
         except Exception as err:  # any refusal means the same: this member cannot run
-            return f"{member.role_for(command) if member.preview_role_arn else member.stack}: {err}"
+            return f"cannot assume {role if member.preview_role_arn else member.stack}: {err}"
         return None
 
     workers = max(1, min(PREFLIGHT_PARALLELISM, len(fleet)))
@@ -171,59 +382,350 @@ def preflight(
         errors = list(pool.map(check, fleet))
     ready = [m for m, e in zip(fleet, errors, strict=True) if e is None]
     skipped = [
-        Outcome(m.account_id, m.stack, SKIPPED, None, 0.0, e)
+        Outcome(m.account_id, m.stack, SKIPPED, None, 0.0, reason=one_line(e))
         for m, e in zip(fleet, errors, strict=True)
         if e is not None
     ]
     return ready, skipped
 
 
-def _timed(
-    account_id: str,
-    stack: str,
-    action: Callable[[], RunReport],
-    ok: str,
-    failed: str,
-    clock: Callable[[], float],
-) -> Outcome:
-    start = clock()
-    try:
-        report = action()
-    except Exception as err:  # one member's failure must not stop the others
-        return Outcome(account_id, stack, failed, None, clock() - start, f"{err}")
-    return Outcome(account_id, stack, ok, dict(report.changes), clock() - start, report.details)
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
-def orphans(template: str, fleet: Iterable[Member], backend_stacks: Iterable[str]) -> list[str]:
-    """The template's member stacks in the backend whose account is no longer a member."""
-    pattern = member_stack_pattern(template)
-    current = {m.stack for m in fleet}
-    names = {name.rsplit("/", 1)[-1] for name in backend_stacks}
-    return sorted(n for n in names if pattern.fullmatch(n) and n not in current)
+def owner_problem(tags: Mapping[str, str], template: str, project: str) -> str | None:
+    """Why a stack is not this fleet's (another template's or project's), or None."""
+    owner = tags.get(TAG_TEMPLATE)
+    if owner is not None and owner != template:
+        return f"the stack belongs to fleet template {owner!r} (stack tag {TAG_TEMPLATE})"
+    owner_project = tags.get(TAG_PROJECT)
+    if owner_project is not None and owner_project != project:
+        return f"the stack belongs to project {owner_project!r} (stack tag {TAG_PROJECT})"
+    return None
 
 
 @dataclass
 class FleetRun:
     template: str
-    command: str  # preview | up
+    command: str  # preview | up | drift
     outcomes: list[Outcome]
     orphans: list[str]
     batch: str | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stopped: str = ""  # why the run stopped starting members, if it did
+    signal: int | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.signal is not None:
+            return 128 + self.signal
         return 0 if all(o.ok for o in self.outcomes) and not self.notes else 1
 
     def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o.result] = counts.get(o.result, 0) + 1
         return {
             "template": self.template,
             "command": self.command,
             "batch": self.batch,
+            "counts": dict(sorted(counts.items())),
+            "stopped": self.stopped,
             "orphans": self.orphans,
             "errors": self.notes,
+            "warnings": self.warnings,
+            # Unchanged members that succeeded carry nothing but their row.
             "members": [o.to_json() for o in self.outcomes],
         }
+
+
+class Driver:
+    """One run of a command over a fleet (a batch of it, or all of it)."""
+
+    def __init__(
+        self,
+        template: str,
+        project: str,
+        runner: Runner,
+        can_assume: AssumeCheck,
+        settings: Settings,
+        stop: Stop | None = None,
+        err: TextIO = sys.stderr,
+        clock: Callable[[], float] = time.monotonic,
+        planner: Callable[[Member], RunReport] | None = None,
+    ) -> None:
+        self.template, self.project, self.runner = template, project, runner
+        self.can_assume, self.settings = can_assume, settings
+        self.stop = stop or Stop(err=err)
+        self.err, self.clock, self.planner = err, clock, planner
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.existing: dict[str, StackState] = {}
+
+    # --- one member
+
+    def _member(self, member: Member) -> Outcome:
+        if self.stop.stopped:
+            return Outcome(
+                member.account_id, member.stack, NOT_STARTED, None, 0.0, reason=self.stop.reason
+            )
+        start = self.clock()
+        try:
+            outcome = self._command(member)
+        except Cancelled as err:
+            outcome = self._interrupted(member, err)
+        except Exception as err:  # one member's failure must not stop the others
+            outcome = Outcome(member.account_id, member.stack, FAILED, None, 0.0, f"{err}")
+            outcome = replace(outcome, reason=one_line(str(err))[:300])
+        outcome = replace(outcome, duration=self.clock() - start)
+        if outcome.result == FAILED and self.settings.command == "up":
+            self._count_failure()
+        return outcome
+
+    def _count_failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            tolerated = self.settings.failure_tolerance.of(self.fleet_size)
+            if self.failures > tolerated:
+                self.stop.halt(
+                    f"failure tolerance exceeded ({self.failures} failed, tolerance "
+                    f"{self.settings.failure_tolerance}: {tolerated} of {self.fleet_size}): no "
+                    "member started after that"
+                )
+
+    fleet_size = 0
+
+    def _command(self, member: Member) -> Outcome:
+        command = self.settings.command
+        exists = member.stack in self.existing
+        if command == PREVIEW and not exists:
+            # Nothing is written to the backend by a preview: the member's plan stands for it.
+            report = self.planner(member) if self.planner else RunReport()
+            return self._outcome(member, PLANNED, report, "no stack yet: its plan, all creates")
+        if command == DRIFT and not exists:
+            return Outcome(
+                member.account_id,
+                member.stack,
+                SKIPPED,
+                None,
+                0.0,
+                reason="not deployed yet: nothing can drift (make fleet-up creates it)",
+            )
+        if command != "up":
+            report = self.runner.run(member, command, refresh=self.settings.refresh)
+            return self._outcome(member, SUCCEEDED, report)
+        return self._up(member, exists)
+
+    def _up(self, member: Member, exists: bool) -> Outcome:
+        notes = []
+        before: dict[str, str] = {}
+        if exists:
+            before = self.runner.tags(member.stack)
+            problem = owner_problem(before, self.template, self.project)
+            if problem is not None:
+                raise CliFailed(f"not updated: {problem}")
+            if TAG_TEMPLATE not in before:
+                notes.append("adopted: the stack had no fleet tags")
+        else:
+            self.runner.create(member)
+        tags = {TAG_RUN: self.settings.run_id}
+        if before.get(TAG_TEMPLATE) != self.template:
+            tags[TAG_TEMPLATE] = self.template
+        if before.get(TAG_PROJECT) != self.project:
+            tags[TAG_PROJECT] = self.project
+        self.runner.set_tags(member.stack, tags)
+        try:
+            try:
+                report = self.runner.run(member, "up", refresh=self.settings.refresh)
+            except Locked:
+                previous = before.get(TAG_RUN, "")
+                if not previous or previous.endswith(DONE):
+                    raise CliFailed(
+                        "locked by an update in progress that no fleet run left behind: not "
+                        f"cancelled. When no update runs, `pulumi cancel --stack {member.stack}`"
+                    ) from None
+                self.runner.cancel(member.stack)
+                notes.append(f"cleared the lock left by interrupted fleet run {previous}")
+                print(
+                    f"fleet: {member.stack}: cleared the lock left by interrupted fleet run "
+                    f"{previous} (pulumi cancel)",
+                    file=self.err,
+                )
+                report = self.runner.run(member, "up", refresh=self.settings.refresh)
+        finally:
+            self._mark_done(member.stack)
+        return self._outcome(member, SUCCEEDED, report, "; ".join(notes))
+
+    def _mark_done(self, stack: str) -> None:
+        try:
+            self.runner.set_tags(stack, {TAG_RUN: self.settings.run_id + DONE}, cleanup=True)
+        except Exception as err:  # the update itself is what the row reports
+            print(f"fleet: {stack}: could not mark the update ended: {one_line(str(err))}")
+
+    def _interrupted(self, member: Member, err: Cancelled) -> Outcome:
+        """A member whose CLI was stopped: by this run (a signal), or killed by someone else. A
+        killed CLI leaves the stack locked: the lock is cleared at once."""
+        text = str(err)
+        by_run = self.stop.stopped and self.stop.signal is not None
+        reason = f"stopped by the run ({self.stop.reason})" if by_run else "its CLI was stopped"
+        if text.startswith(KILLED):
+            reason = (
+                f"{reason}; its CLI was {text.split(':', 1)[0]}"
+                if by_run
+                else f"its CLI was {text.split(':', 1)[0]}"
+            )
+            try:
+                self.runner.cancel(member.stack)
+                reason += "; the lock it left was cleared (pulumi cancel)"
+            except Exception as cancel_err:
+                reason += f"; its lock could not be cleared: {one_line(str(cancel_err))}"
+        result = INTERRUPTED if by_run else FAILED
+        return Outcome(member.account_id, member.stack, result, None, 0.0, text, one_line(reason))
+
+    def _outcome(self, member: Member, result: str, report: RunReport, reason: str = "") -> Outcome:
+        # Only what changed keeps its text: memory grows with the changes, not with the fleet.
+        keep = changed(report.changes)
+        return Outcome(
+            member.account_id,
+            member.stack,
+            result,
+            dict(report.changes),
+            0.0,
+            report.details if keep else "",
+            reason,
+            report.steps if keep else (),
+        )
+
+    # --- the whole run
+
+    def run(self, fleet: Sequence[Member], whole_fleet: Sequence[Member]) -> FleetRun:
+        self.fleet_size = len(fleet)
+        run = FleetRun(self.template, self.settings.command, [], [])
+        try:
+            self.existing = self.runner.stacks()
+        except Exception as error:
+            run.notes.append(f"could not list the backend's stacks: {one_line(str(error))}")
+            return run
+        ready, outcomes = preflight(fleet, self.can_assume, self.settings.command)
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.workers)) as pool:
+            for i, wave in enumerate(waves(ready, self.settings)):
+                done = list(pool.map(self._member, wave))
+                outcomes.extend(done)
+                failed = [o.stack for o in done if o.result == FAILED]
+                if i == 0 and failed and self.settings.command == "up" and self.settings.canary:
+                    # Whatever the tolerance: the canary is there to fail alone.
+                    self.stop.halt(
+                        f"the canary wave failed ({', '.join(failed)}): no other member started"
+                    )
+        run.stopped = self.stop.reason if self.stop.stopped else ""
+        run.signal = self.stop.signal
+        if self.settings.handle_orphans:
+            self._former_members(run, whole_fleet, outcomes)
+        for warning in run.warnings:
+            print(f"warning: {warning}", file=self.err)
+        for note in run.notes:
+            print(f"error: {note}", file=self.err)
+        run.outcomes = sorted(outcomes, key=lambda o: (o.account_id, o.stack))
+        return run
+
+    # --- accounts that left
+
+    def _former_members(
+        self, run: FleetRun, whole_fleet: Sequence[Member], outcomes: list[Outcome]
+    ) -> None:
+        pattern = member_stack_pattern(self.template)
+        current = {m.stack for m in whole_fleet}
+        candidates = sorted(n for n in self.existing if pattern.fullmatch(n) and n not in current)
+        owned: list[str] = []
+        foreign: list[str] = []
+        for stack in candidates:
+            try:
+                tags = self.runner.tags(stack)
+            except Exception as error:
+                run.notes.append(f"could not read the tags of {stack}: {one_line(str(error))}")
+                continue
+            mine = tags.get(TAG_TEMPLATE) == self.template and tags.get(TAG_PROJECT) in (
+                self.project,
+                None,
+            )
+            (owned if mine else foreign).append(stack)
+        run.orphans = owned
+        if foreign:
+            run.warnings.append(
+                f"{len(foreign)} stack(s) named like members of fleet {self.template!r} are not "
+                f"tagged as its own ({TAG_TEMPLATE}={self.template}): never pruned: "
+                + ", ".join(foreign)
+            )
+        if not owned:
+            return
+        if not (self.settings.prune and self.settings.command == "up"):
+            run.warnings.append(
+                f"{len(owned)} stack(s) of fleet {self.template!r} belong to accounts that are no "
+                f"longer members (removed, excluded, moved or suspended): {', '.join(owned)}. "
+                "Their resources are still deployed. To "
+                + ("release them (resources kept)" if self.settings.retain else "destroy them")
+                + f" and remove them from the fleet: PRUNE=1 make fleet-up TEMPLATE={self.template}"
+            )
+            return
+        if run.stopped:
+            run.notes.append(f"nothing was pruned: the run stopped ({run.stopped})")
+            return
+        cap = (
+            self.settings.max_prune.of(len(whole_fleet))
+            if self.settings.max_prune is not None
+            else default_max_prune(len(whole_fleet))
+        )
+        if len(owned) > cap and self.settings.prune_confirm != len(owned):
+            run.notes.append(
+                f"refused to prune {len(owned)} stack(s), more than the cap of {cap} for a fleet "
+                f"of {len(whole_fleet)} (ecr-ptc:operationPreferences.maxPrune or PRUNE_MAX): "
+                f"{', '.join(owned)}. If every one of them is meant to go, confirm the count: "
+                f"PRUNE=1 PRUNE_CONFIRM={len(owned)} make fleet-up TEMPLATE={self.template}"
+            )
+            outcomes.extend(
+                Outcome(
+                    pattern.fullmatch(s)[1],  # type: ignore[index]
+                    s,
+                    NOT_PRUNED,
+                    None,
+                    0.0,
+                    reason=f"prune of {len(owned)} refused: over the cap of {cap}",
+                )
+                for s in owned
+            )
+            return
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.workers)) as pool:
+            outcomes.extend(pool.map(self._retire, owned))
+
+    def _retire(self, stack: str) -> Outcome:
+        account = member_stack_pattern(self.template).fullmatch(stack)[1]  # type: ignore[index]
+        start = self.clock()
+        try:
+            if self.settings.retain:
+                self.runner.remove_tags(stack, [TAG_TEMPLATE, TAG_PROJECT])
+                self.runner.set_tags(stack, {TAG_RETAINED: self.template})
+                result, report = RETAINED, RunReport()
+                reason = (
+                    "released from the fleet; its resources and stack are kept "
+                    "(retainStacksOnAccountRemoval)"
+                )
+            else:
+                result, report = PRUNED, self.runner.prune(stack)
+                reason = "destroyed and removed: the account left the fleet"
+        except Exception as err:
+            return Outcome(
+                account,
+                stack,
+                PRUNE_FAILED,
+                None,
+                self.clock() - start,
+                f"{err}",
+                one_line(str(err)),
+            )
+        return Outcome(
+            account, stack, result, dict(report.changes), self.clock() - start, "", reason
+        )
 
 
 def run_fleet(
@@ -238,246 +740,38 @@ def run_fleet(
     err: TextIO = sys.stderr,
     clock: Callable[[], float] = time.monotonic,
     whole_fleet: Sequence[Member] | None = None,
+    settings: Settings | None = None,
+    project: str = "ecr-ptc",
+    stop: Stop | None = None,
+    planner: Callable[[Member], RunReport] | None = None,
 ) -> FleetRun:
-    """Pre-flight every role of `fleet` (this run's members: a batch, or all), run the rest
-    `workers` at a time, then deal with accounts that left. A former member is a stack that is
-    not in `whole_fleet` (every member, whatever the batch): judged by a batch alone, the other
-    batches' members would look like former ones. Nothing is destroyed unless `prune` (PRUNE=1)
-    and the command is `up`."""
-    everyone = fleet if whole_fleet is None else whole_fleet
-    ready, outcomes = preflight(fleet, can_assume, command)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        done = pool.map(
-            lambda m: _timed(
-                m.account_id, m.stack, lambda: runner.run(m, command), SUCCEEDED, FAILED, clock
-            ),
-            ready,
-        )
-        outcomes.extend(done)
-    run = FleetRun(template, command, outcomes, [])
-    if handle_orphans:
-        try:
-            run.orphans = orphans(template, everyone, runner.list_stacks())
-        except Exception as error:  # the run itself is done; say that the check could not be
-            run.notes.append(f"could not list the backend's stacks to find former members: {error}")
-    if run.orphans and prune and command == "up":
-        pattern = member_stack_pattern(template)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            pruned = pool.map(
-                lambda s: _timed(
-                    pattern.fullmatch(s)[1],  # type: ignore[index]
-                    s,
-                    lambda: runner.prune(s),
-                    PRUNED,
-                    PRUNE_FAILED,
-                    clock,
-                ),
-                run.orphans,
-            )
-            outcomes.extend(pruned)
-    elif run.orphans:
-        print(
-            f"warning: {len(run.orphans)} stack(s) of fleet {template!r} belong to accounts that "
-            f"are no longer members (removed, excluded, moved or suspended): "
-            f"{', '.join(run.orphans)}. Their resources are still deployed. To destroy them and "
-            f"remove their stacks: PRUNE=1 make fleet-up TEMPLATE={template}",
-            file=err,
-        )
-    for note in run.notes:
-        print(f"error: {note}", file=err)
-    run.outcomes = sorted(outcomes, key=lambda o: (o.account_id, o.stack))
-    return run
+    """Pre-flight every role of `fleet` (this run's members: a batch, or all), run the rest in
+    waves `workers` at a time, then deal with accounts that left. A former member is a stack
+    tagged as this fleet's that is not in `whole_fleet` (every member, whatever the batch)."""
+    settings = settings or Settings(command, workers, prune=prune, handle_orphans=handle_orphans)
+    driver = Driver(template, project, runner, can_assume, settings, stop, err, clock, planner)
+    return driver.run(fleet, fleet if whole_fleet is None else whole_fleet)
 
 
-def summary_table(run: FleetRun) -> str:
-    """One row per member (and per pruned stack): account, stack, result, changes, duration."""
-    header = ("account", "stack", "result", "changes", "duration")
-    rows = [
-        (o.account_id, o.stack, o.result, change_text(o.changes), f"{o.duration:.1f}s")
-        for o in run.outcomes
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    title = "  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()
-    failed = sum(not o.ok for o in run.outcomes)
-    return "\n".join(
-        [
-            title,
-            *lines,
-            f"{len(run.outcomes)} stacks, {len(run.outcomes) - failed} ok, {failed} not "
-            f"({run.command} of fleet {run.template!r}"
-            + (f", batch {run.batch}" if run.batch else "")
-            + ")",
-        ]
-    )
-
-
-def comment(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """One PR comment from every batch's summary: a row per account, details collapsed."""
-    rows = sorted(
-        (m for s in summaries for m in s["members"]), key=lambda m: (m["accountId"], m["stack"])
-    )
-    orphans = sorted({o for s in summaries for o in s.get("orphans", [])})
-    errors = [e for s in summaries for e in s.get("errors", [])]
-    templates = sorted({s["template"] for s in summaries})
-    commands = sorted({s["command"] for s in summaries})
-    failed = [r for r in rows if r["result"] not in OK_RESULTS]
-    changed = [r for r in rows if change_text(r["changes"]) not in ("none", "-")]
-    lines = [
-        COMMENT_MARKER,
-        f"### Fleet {' / '.join(commands)}: {', '.join(f'`{t}`' for t in templates)}",
-        "",
-        f"{len(rows)} accounts: {len(changed)} with changes, {len(failed)} failed or skipped.",
-        "",
-        "| account | stack | result | changes | duration |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['accountId']} | `{r['stack']}` | {r['result']} | "
-            f"{change_text(r['changes'])} | {r['duration']}s |"
-        )
-    if orphans:
-        lines += [
-            "",
-            f"**No longer members** (still deployed): {', '.join(f'`{o}`' for o in orphans)}. "
-            "`PRUNE=1 make fleet-up` destroys them.",
-        ]
-    for e in errors:
-        lines += ["", f"**Error:** {e}"]
-    body = "\n".join(lines) + "\n"
-    for r in [*failed, *(c for c in changed if c not in failed)]:
-        # A fence inside the log would end the code block early.
-        text = r["details"][-DETAILS_MAX_CHARS:].replace(FENCE, "'''")
-        block = (
-            f"\n<details><summary>{r['accountId']} {r['stack']}: {r['result']}</summary>\n\n"
-            f"{FENCE}\n{text}\n{FENCE}\n</details>\n"
-        )
-        if len(body) + len(block) > COMMENT_MAX_CHARS:
-            body += "\n(More details in the workflow run's summary artifacts.)\n"
-            break
-        body += block
-    return body
-
-
-# --- the Automation API runner ----------------------------------------------------------------
-
-
-def project_settings(project_dir: Path, backend: str | None) -> dict[str, Any]:
-    """The project's Pulumi.yaml (name, config schema) for a member's own workspace directory:
-    the program is the project's (through the `program` link), its virtualenv the project's
-    absolute `.venv`, the backend the project's."""
-    settings = load_yaml(project_dir / PROJECT_FILE)
-    runtime = settings.get("runtime")
-    if isinstance(runtime, str):
-        runtime = {"name": runtime}
-    runtime = dict(runtime or {"name": "python"})
-    options = dict(runtime.get("options") or {})
-    options["virtualenv"] = str((project_dir / options.get("virtualenv", ".venv")).resolve())
-    runtime["options"] = options
-    settings["runtime"] = runtime
-    # Pulumi accepts only a relative `main` inside the project directory: hence the link.
-    settings["main"] = PROGRAM_LINK
-    if backend is not None:
-        settings["backend"] = {"url": backend}
-    else:
-        settings.pop("backend", None)
-    return settings
-
-
-def prepare_workspace(work_dir: Path, project_dir: Path, backend: str | None) -> None:
-    (work_dir / PROGRAM_LINK).symlink_to(project_dir.resolve(), target_is_directory=True)
-    (work_dir / PROJECT_FILE).write_text(cli_yaml_text(project_settings(project_dir, backend)))
-
-
-def write_stack_file(work_dir: Path, stack: str, config: Mapping[str, Any]) -> None:
-    """`Pulumi.<stack>.yaml` with exactly `config`, replacing any config there and keeping what
-    `pulumi stack init` wrote beside it (the secrets provider's salt). Written so that the CLI
-    reads back exactly these values: a member's account ID 012345678901 stays text."""
-    path = work_dir / f"Pulumi.{stack}.yaml"
-    document = load_yaml(path) if path.exists() else {}
-    document["config"] = dict(sorted(config.items()))
-    path.write_text(cli_yaml_text(dict(sorted(document.items()))))
-
-
-def _op_counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
-    return {str(getattr(op, "value", op)): int(n) for op, n in (changes or {}).items()}
-
-
-class AutomationRunner:
-    """Runs members through the Automation API, each in its own temporary workspace directory
-    (pulumi/pulumi#8186: runs sharing one directory overwrite each other's workspace files)."""
-
-    def __init__(
-        self,
-        project_dir: Path = PROJECT_DIR,
-        env: Mapping[str, str] | None = None,
-        workspace_factory: Callable[..., Any] | None = None,
-        stack_factory: Callable[[str, Any], Any] | None = None,
-        select_stack: Callable[[str, Any], Any] | None = None,
-    ) -> None:
-        from pulumi import automation as auto
-
-        self.project_dir = project_dir.resolve()
-        self.backend = backend_url(self.project_dir, os.environ if env is None else env)
-        self.env = {"PULUMI_SKIP_UPDATE_CHECK": "true"}
-        if self.backend is not None:
-            self.env["PULUMI_BACKEND_URL"] = self.backend
-        self.policy_packs = [str(self.project_dir / POLICY_PACK)]
-        self.workspace_factory = workspace_factory or auto.LocalWorkspace
-        self.stack_factory = stack_factory or auto.Stack.create_or_select
-        self.select_stack = select_stack or auto.Stack.select
-
-    def _workspace(self, work_dir: Path) -> Any:
-        prepare_workspace(work_dir, self.project_dir, self.backend)
-        return self.workspace_factory(work_dir=str(work_dir), env_vars=dict(self.env))
-
-    def run(self, member: Member, command: str) -> RunReport:
-        with tempfile.TemporaryDirectory(prefix=f"{member.stack}-") as tmp:
-            work_dir = Path(tmp)
-            # A preview's provider assumes the member's read-only role, an update its deploy role.
-            config = member.config_for(command)
-            write_stack_file(work_dir, member.stack, config)
-            workspace = self._workspace(work_dir)
-            stack = self.stack_factory(member.stack, workspace)
-            # All of the member's config, replacing whatever the stack had.
-            write_stack_file(work_dir, member.stack, config)
-            log = io.StringIO()
-            if command == "preview":
-                preview = stack.preview(
-                    policy_packs=self.policy_packs, diff=True, color="never", on_output=log.write
-                )
-                return RunReport(_op_counts(preview.change_summary), log.getvalue())
-            if command == "up":
-                up = stack.up(policy_packs=self.policy_packs, color="never", on_output=log.write)
-                return RunReport(_op_counts(up.summary.resource_changes), log.getvalue())
-            raise ValueError(f"unknown command {command!r}")
-
-    def list_stacks(self) -> list[str]:
-        with tempfile.TemporaryDirectory(prefix="fleet-list-") as tmp:
-            workspace = self._workspace(Path(tmp))
-            return sorted(s.name for s in workspace.list_stacks())
-
-    def prune(self, stack_name: str) -> RunReport:
-        with tempfile.TemporaryDirectory(prefix=f"{stack_name}-") as tmp:
-            workspace = self._workspace(Path(tmp))
-            stack = self.select_stack(stack_name, workspace)
-            log = io.StringIO()
-            destroyed = stack.destroy(color="never", on_output=log.write)
-            workspace.remove_stack(stack_name)
-            return RunReport(_op_counts(destroyed.summary.resource_changes), log.getvalue())
+# --- before any member: the CLI, the backend, the upstream --------------------------------------
 
 
 class NotReady(Exception):
     """Something every member needs is missing; the message says what and how to fix it."""
 
 
-def check_ready(env: Mapping[str, str], backend: str | None, which: Which) -> None:
-    """Fail once, before any member runs, rather than once per member."""
-    if which("pulumi") is None:
+def pinned_cli_version(project_dir: Path) -> str | None:
+    path = project_dir / PINNED_CLI_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def check_ready(env: Mapping[str, str], backend: str | None, which: Which) -> str:
+    """Fail once, before any member runs, rather than once per member. Returns the CLI."""
+    pulumi = which("pulumi")
+    if pulumi is None:
         raise NotReady(
-            "the Pulumi CLI (`pulumi`) is not on PATH; the Automation API runs it for every "
-            "member. Install it (https://www.pulumi.com/docs/iac/download-install/) and retry."
+            "the Pulumi CLI (`pulumi`) is not on PATH; the fleet runs it for every member. "
+            "Install it (https://www.pulumi.com/docs/iac/download-install/) and retry."
         )
     # The backend of `pulumi login` (None) is the CLI's to check.
     passphrase = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
@@ -487,20 +781,100 @@ def check_ready(env: Mapping[str, str], backend: str | None, which: Which) -> No
             "PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set. Export one (this "
             "project stores no secrets; an empty PULUMI_CONFIG_PASSPHRASE= is accepted)."
         )
+    return pulumi
 
 
-def sts_assume_check(sts_client: Any = None) -> AssumeCheck:
-    """sts:AssumeRole on the role: what each member's AWS provider will do first."""
+def check_upstream(
+    members_: Sequence[Member], runner: Runner, project_dir: Path
+) -> Mapping[str, Any] | None:
+    """Read the upstream stack the members name, once, and check it serves every member: a
+    missing or refusing upstream stops the run before any member. Returns its outputs (None
+    when the members name an upstream account directly)."""
+    from components.config import parse
+    from components.contract import UpstreamFacts, check_pairing
+
+    named = {str(m.config.get("ecr-ptc:upstreamStack") or "") for m in members_}
+    named.discard("")
+    if not named:
+        return None
+    if len(named) > 1:
+        raise NotReady(f"the members name different upstream stacks: {', '.join(sorted(named))}")
+    [stack] = named
+    try:
+        outputs = runner.outputs(stack)
+    except CliFailed as err:
+        if NO_STACK_TEXT in str(err):
+            raise NotReady(
+                f"upstream stack {stack!r} (ecr-ptc:upstreamStack) does not exist: deploy it first "
+                "(`make fleet-up` deploys Pulumi.upstream.yaml before the members; `make up "
+                "UPSTREAM_STACK=…` alone does too). No member was started."
+            ) from None
+        raise NotReady(
+            f"could not read upstream stack {stack!r}: {one_line(str(err))}. No member was started."
+        ) from None
+    if "upstreamAccountId" not in outputs:
+        raise NotReady(
+            f"upstream stack {stack!r} exists but has never been deployed (no outputs): deploy "
+            "it first. No member was started."
+        )
+    facts = UpstreamFacts.from_outputs(stack, outputs)
+    for member in members_:
+        config = parse(cli_config(member.config, project_dir), member.stack)
+        try:
+            check_pairing(facts, config, member.account_id)  # type: ignore[arg-type]
+        except ConfigError as err:
+            raise NotReady(
+                f"upstream stack {stack!r} does not serve member {member.stack}: {err}. No member "
+                "was started."
+            ) from None
+    return outputs
+
+
+def offline_planner(
+    project_dir: Path, upstream_outputs: Mapping[str, Any] | None
+) -> Callable[[Member], RunReport]:
+    """A new member's preview: its plan (`make plan` of that member), every resource a create."""
+    from components.config import parse
+    from components.contract import UpstreamFacts
+    from components.program import direct_upstream, plan_stack
+
+    def plan(member: Member) -> RunReport:
+        config = parse(cli_config(member.config, project_dir), member.stack)
+        upstream = direct_upstream(config)  # type: ignore[arg-type]
+        if upstream is None:
+            stack = str(member.config.get("ecr-ptc:upstreamStack"))
+            upstream = UpstreamFacts.from_outputs(stack, upstream_outputs or {})
+        planned = plan_stack(config, member.account_id, upstream)
+        steps = tuple(
+            Step("create", f"urn:pulumi:{member.stack}::plan::{r.type}::{r.name}")
+            for r in planned.resources
+        )
+        return RunReport({"create": len(steps)}, details_text(steps), steps)
+
+    return plan
+
+
+def sts_assume_check(clients: Callable[[str], Any] | None = None) -> AssumeCheck:
+    """sts:AssumeRole on the role, with STS of the member's own region (hence partition: a
+    member in aws-cn or aws-us-gov is checked there): what its AWS provider will do first."""
     lock = threading.Lock()
+    cache: dict[str, Any] = {}
 
-    def check(role_arn: str) -> None:
-        nonlocal sts_client
+    def client(region: str) -> Any:
         with lock:
-            if sts_client is None:
-                import boto3
+            if region not in cache:
+                if clients is not None:
+                    cache[region] = clients(region)
+                else:
+                    import boto3
 
-                sts_client = boto3.client("sts")
-        sts_client.assume_role(
+                    cache[region] = boto3.session.Session().client(
+                        "sts", region_name=region or None
+                    )
+            return cache[region]
+
+    def check(role_arn: str, region: str) -> None:
+        client(region).assume_role(
             RoleArn=role_arn, RoleSessionName="ecr-ptc-fleet-preflight", DurationSeconds=900
         )
 
@@ -514,7 +888,12 @@ def load_members(
     template: str, project_dir: Path, members_file: str | None, organizations: Any = None
 ) -> list[Member]:
     if members_file:
-        return from_json(Path(members_file).read_text())
+        return from_json(Path(members_file).read_text(), template)
+    config = template_config(template, project_dir)
+    return members(template, config, organizations)
+
+
+def template_config(template: str, project_dir: Path) -> dict[str, Any]:
     config = stack_file_config(project_dir, template)
     if not is_template(config):
         raise ConfigError(
@@ -523,7 +902,22 @@ def load_members(
             f"a list of accounts (or ecr-ptc:organizationalUnitIds) in Pulumi.{template}.yaml: "
             f"{template!r} is not a fleet template. Deploy a single stack with `make up`",
         )
-    return members(template, config, organizations)
+    return config
+
+
+def refuse_empty(fleet: Sequence[Member], template: str, members_file: str | None) -> None:
+    if not fleet:
+        source = f"the members file {members_file}" if members_file else f"Pulumi.{template}.yaml"
+        raise ConfigError(
+            "MEMBERS" if members_file else "ecr-ptc:accounts",
+            "[]",
+            f"at least one member: {source} names none, and a run of an empty fleet would take "
+            "every deployed member for a former one. Check the OUs and exclusions (`make "
+            "fleet-members`)",
+        )
+
+
+UpstreamDeploy = Callable[[Mapping[str, str]], int]
 
 
 def main(
@@ -536,6 +930,8 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
     which: Which | None = None,
+    deploy_upstream: UpstreamDeploy | None = None,
+    stop: Stop | None = None,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -544,13 +940,19 @@ def main(
         prog="python -m scripts.fleet", description=__doc__.split("\n\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("members", "matrix", "preview", "up"):
+    for name in ("members", "matrix", *COMMANDS):
         p = sub.add_parser(name)
         p.add_argument("--template", default="downstream", help="the template stack's name")
         p.add_argument("--members", help="members JSON (from `members`) instead of deriving them")
         p.add_argument("--project-dir", type=Path, help="where the stack files are")
         if name == "matrix":
             p.add_argument("--per-batch", type=int, default=25, help="members per matrix job")
+        if name == "up":
+            p.add_argument(
+                "--upstream-stack",
+                help="deploy this upstream stack first, as `make up` does (FLEET_UPSTREAM=check: "
+                "only check it)",
+            )
     c = sub.add_parser("comment")
     c.add_argument("summaries", nargs="+", help="summary JSON files (FLEET_SUMMARY) of batches")
     args = parser.parse_args(argv)
@@ -560,8 +962,12 @@ def main(
             return 0
         project_dir = args.project_dir or project_dir
         fleet = load_members(args.template, project_dir, args.members, organizations)
+        template = fleet_template(template_config(args.template, project_dir))
+        strays = stray_overrides(template, fleet)
+        for line in strays:
+            print(line, file=err)
         if args.command == "members":
-            out.write(to_json(fleet))
+            out.write(to_json(fleet, args.template))
             return 0
         if args.command == "matrix":
             count = batch_count(len(fleet), args.per_batch)
@@ -569,40 +975,120 @@ def main(
             matrix = {"batch": list(range(1, count + 1))}
             out.write(json.dumps({"count": count, "matrix": matrix}, sort_keys=True) + "\n")
             return 0
+        refuse_empty(fleet, args.template, args.members)
+        preferences = template.operation_preferences
         chosen, label = fleet, None
         if env.get(BATCH):
             index, count = parse_batch(env[BATCH])
             chosen, label = batch(fleet, index, count), f"{index}/{count}"
         workers = parallelism(len(chosen), env, available_memory_mb())
-        if runner is None:
-            runner = AutomationRunner(project_dir, env)
-            check_ready(env, runner.backend, which or on_path(env))
-        print(
-            f"==> {args.command} of {len(chosen)} member(s) of fleet {args.template!r}, "
-            f"{workers} at a time",
-            file=err,
-        )
-        run = run_fleet(
-            args.template,
-            chosen,
+        settings = Settings.of(
             args.command,
-            runner,
-            can_assume or sts_assume_check(),
+            preferences,
+            env,
             workers,
-            prune=env.get("PRUNE") == "1",
             # Former members are looked for once per run: by the first batch only.
             handle_orphans=label is None or label.startswith("1/"),
-            err=err,
-            whole_fleet=fleet,
         )
+        project = str(load_yaml(project_dir / PROJECT_FILE).get("name", ""))
+        processes = None
+        if runner is None:
+            backend = state_backend(env, project_dir)
+            pulumi = check_ready(env, backend, which or on_path(env))
+            cli = CliRunner(project_dir, env, pulumi)
+            warn_unpinned_cli(cli, project_dir, err)
+            runner, processes = cli, cli.processes
+        upstream_stack = getattr(args, "upstream_stack", None)
+        if upstream_stack and env.get("FLEET_UPSTREAM", "deploy") != "check":
+            code = (deploy_upstream or _deploy_upstream(upstream_stack, project_dir))(env)
+            if code != 0:
+                print(
+                    "fleet: the upstream stack's `make up` failed: no member was started",
+                    file=err,
+                )
+                return code
+        upstream_outputs = None
+        if args.command in ("up", PREVIEW):
+            upstream_outputs = check_upstream(fleet, runner, project_dir)
+        stop = stop or Stop(processes, grace_seconds(env), err)
+        print(
+            f"==> {args.command} of {len(chosen)} member(s) of fleet {args.template!r}, "
+            f"{workers} at a time"
+            + (
+                f", canary {settings.canary}, waves of {settings.wave_size}, failure tolerance "
+                f"{settings.failure_tolerance} (run {settings.run_id})"
+                if args.command == "up"
+                else ""
+            ),
+            file=err,
+        )
+        restore = stop.install() if threading.current_thread() is threading.main_thread() else None
+        try:
+            run = run_fleet(
+                args.template,
+                chosen,
+                args.command,
+                runner,
+                can_assume or sts_assume_check(),
+                workers,
+                err=err,
+                whole_fleet=fleet,
+                settings=settings,
+                project=project,
+                stop=stop,
+                planner=offline_planner(project_dir, upstream_outputs),
+            )
+        finally:
+            if restore is not None:
+                restore()
     except (ConfigError, NotReady, OrganizationsUnavailable) as error:
         print(f"fleet: {error}", file=err)
         return 2
     run.batch = label
-    out.write(summary_table(run) + "\n")
+    run.warnings[:0] = [line.removeprefix("warning: ") for line in strays]
+    out.write(summary_table(run.to_json()) + "\n")
     if env.get("FLEET_SUMMARY"):
         Path(env["FLEET_SUMMARY"]).write_text(json.dumps(run.to_json(), indent=2, sort_keys=True))
     return run.exit_code
+
+
+def _deploy_upstream(stack: str, project_dir: Path) -> UpstreamDeploy:
+    """`make up` of the upstream stack alone (its pre-flight included), when its stack file is
+    in this repository; an upstream managed elsewhere is only checked."""
+
+    def deploy_it(env: Mapping[str, str]) -> int:
+        from scripts import deploy
+
+        if not stack_file(project_dir, stack).is_file():
+            return 0
+        side = deploy.Side("upstream", stack, env.get("UPSTREAM_AWS_PROFILE") or None)
+        try:
+            return deploy.deploy(
+                "up", [side], env, yes=env.get("YES") == "1", project_dir=project_dir
+            )
+        except deploy.PreflightError as error:
+            print(f"make fleet-up: {error}", file=sys.stderr)
+            return 2
+
+    return deploy_it
+
+
+def warn_unpinned_cli(runner: CliRunner, project_dir: Path, err: TextIO) -> None:
+    """The CLI version CI runs (.pulumi-version); another one locally is said, not refused."""
+    pinned = pinned_cli_version(project_dir)
+    if pinned is None:
+        return
+    try:
+        with runner.workspace("fleet-version") as work_dir:
+            found = runner.cli(["version"], work_dir)[0].strip().lstrip("v")
+    except Exception:
+        return
+    if found != pinned:
+        print(
+            f"warning: Pulumi CLI {found} is not the pinned {pinned} ({PINNED_CLI_FILE}, what "
+            "CI runs); results may differ",
+            file=err,
+        )
 
 
 if __name__ == "__main__":
@@ -610,4 +1096,4 @@ if __name__ == "__main__":
 
 
 # `make plan` derives members offline with `members(template_stack, config)`.
-__all__ = ["Member", "main", "members"]
+__all__ = ["COMMENT_MARKER", "Member", "main", "members", "write_stack_file"]

@@ -75,7 +75,13 @@ def test_make_fleet_up_without_the_cli_in_its_environment(machine: Path, tmp_pat
     (tmp_path / "Pulumi.downstream.yaml").write_text(yaml.safe_dump({"config": template}))
     assumed: list[str] = []
     err = io.StringIO()
-    code = fleet.main(["up"], env=NOWHERE, can_assume=assumed.append, project_dir=tmp_path, err=err)
+    code = fleet.main(
+        ["up"],
+        env=NOWHERE,
+        can_assume=lambda role, region: assumed.append(role),
+        project_dir=tmp_path,
+        err=err,
+    )
     assert code == 2 and "Pulumi CLI" in err.getvalue() and assumed == []
     assert machine.read_text() == ""
 

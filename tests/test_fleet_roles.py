@@ -188,6 +188,8 @@ def test_state_writes_only_the_members_stacks(
         [
             f"{state}/meta.yaml",
             f"{state}/stacks/ecr-ptc/downstream-*.json*",
+            # The stack tags that say which fleet owns a member (and its last run).
+            f"{state}/stacks/ecr-ptc/downstream-*.pulumi-tags",
             f"{state}/*/ecr-ptc/downstream-*/*",
         ]
     )

@@ -23,16 +23,19 @@ import pytest
 import yaml
 
 from scripts import uv_hashes
-from scripts.fleet import COMMENT_MARKER as FLEET_MARKER
+from scripts.fleet_report import COMMENT_MARKER as FLEET_MARKER
 from tests.workflow_files import (
     COMMENT_MARKERS,
     DEPLOY_ENVIRONMENT,
     DEPLOY_ROLES,
     EITHER_ENVIRONMENT,
+    FORK_PULL_REQUEST,
     NAMES,
     ORGANIZATIONS_ROLE,
     PREVIEW_ENVIRONMENT,
     PREVIEW_ROLES,
+    dispatch,
+    may_run,
     pack_imports,
     parse,
     role_variable,
@@ -45,6 +48,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 WORKFLOW_PATHS = tuple(f".github/workflows/{n}" for n in NAMES)
 FILES = (
     *WORKFLOW_PATHS,
+    ".pulumi-version",
     ".github/CODEOWNERS",
     ".github/dependabot.yml",
     "Makefile",
@@ -93,7 +97,7 @@ def deploy_role_from_a_pull_request(repo: Repo) -> Findings:
     found = []
     names = re.compile(r"\b(" + "|".join([*DEPLOY_ROLES, "OrganizationAccountAccessRole"]) + r")\b")
     for path, workflow, name, job in jobs(repo):
-        if not triggered_by_pull_requests(workflow, job):
+        if not triggered_by_pull_requests(workflow, name):
             continue
         if match := names.search(text(job)):
             found.append(f"{path} {name}: a pull request's job names {match.group(1)}")
@@ -137,23 +141,56 @@ def unset_role_variable_falls_through(repo: Repo) -> Findings:
     return found
 
 
+ANOTHER_REF = dispatch("refs/heads/feature", refresh=True)
+
+
 def deploy_role_outside_the_deploy_environment(repo: Repo) -> Findings:
     """A deploy role is assumed only in the deploy environment (whose OIDC subject the deploy
-    roles trust exactly), from a workflow only a push to main or the schedule starts."""
+    roles trust exactly), from a workflow only a push to main, the schedule or a dispatch
+    starts, and a dispatch from another ref than main runs no such job."""
     found = []
     for path, workflow, name, job in jobs(repo):
         if (
-            triggered_by_pull_requests(workflow, job)
+            triggered_by_pull_requests(workflow, name)
             and job.get("environment") == DEPLOY_ENVIRONMENT
         ):
             found.append(f"{path} {name}: a pull request's job runs in the deploy environment")
-        if not any(v in DEPLOY_ROLES for _, _, v in assumed_roles(job)):
+        deploys = any(v in DEPLOY_ROLES for _, _, v in assumed_roles(job))
+        if not deploys and job.get("environment") != DEPLOY_ENVIRONMENT:
+            continue
+        if name in may_run(workflow, ANOTHER_REF):
+            found.append(f"{path} {name}: a dispatch from {ANOTHER_REF.ref} runs it")
+        if not deploys:
             continue
         if job.get("environment") != DEPLOY_ENVIRONMENT:
             found.append(f"{path} {name}: deploys outside {DEPLOY_ENVIRONMENT}")
         events = set(workflow["on"]) - {"pull_request"}
-        if events - {"push", "schedule"} or workflow["on"].get("push") != {"branches": ["main"]}:
+        if events - {"push", "schedule", "workflow_dispatch"} or workflow["on"].get("push") != {
+            "branches": ["main"]
+        }:
             found.append(f"{path} {name}: a deploy started by {sorted(workflow['on'])}")
+    return found
+
+
+def fork_reaches_a_credential(repo: Repo) -> Findings:
+    """A fork's pull request (run with no repository variable, and, should GitHub ever pass
+    them, with every one set) starts no job that asks for an OIDC token, an environment (its
+    secrets, its reviewers' approval), a secret, an AWS role or any write permission."""
+    found = []
+    for path in WORKFLOW_PATHS:
+        workflow = parse(repo[path])
+        for name in sorted(may_run(workflow, FORK_PULL_REQUEST)):
+            job = workflow["jobs"][name]
+            where = f"{path} {name}: a fork's pull request runs a job"
+            permissions = job.get("permissions", {})
+            if permissions != {"contents": "read"}:
+                found.append(f"{where} with permissions {permissions}")
+            if "environment" in job:
+                found.append(f"{where} in the environment {job['environment']}")
+            if "secrets." in text(job):
+                found.append(f"{where} given a secret")
+            if assumed_roles(job):
+                found.append(f"{where} that assumes {[v for _, _, v in assumed_roles(job)]}")
     return found
 
 
@@ -331,7 +368,8 @@ def checkout_keeps_the_token(repo: Repo) -> Findings:
 
 
 def cli_version_drifts(repo: Repo) -> Findings:
-    """The Pulumi CLI of every job is the version of the SDK the program and the pack pin."""
+    """The Pulumi CLI of every job is the one exact version .pulumi-version names, the version of
+    the SDK the program and the pack pin."""
     pins = {
         path: next(
             d.split("==")[1]
@@ -341,11 +379,14 @@ def cli_version_drifts(repo: Repo) -> Findings:
         for path in ("pyproject.toml", "policy/pyproject.toml")
     }
     found = [f"SDK pins differ: {pins}"] if len(set(pins.values())) != 1 else []
+    pinned = repo[".pulumi-version"]
+    if not re.fullmatch(r"\d+\.\d+\.\d+\n?", pinned) or pinned.strip() != pins["pyproject.toml"]:
+        found.append(f".pulumi-version holds {pinned!r}, SDK {pins['pyproject.toml']}")
     for path, _, name, job in jobs(repo):
         for step in steps_using(job, "pulumi/actions"):
-            version = step.get("with", {}).get("pulumi-version")
-            if version != pins["pyproject.toml"]:
-                found.append(f"{path} {name}: Pulumi CLI {version!r}, SDK {pins['pyproject.toml']}")
+            given = step.get("with", {})
+            if given.get("pulumi-version-file") != ".pulumi-version" or "pulumi-version" in given:
+                found.append(f"{path} {name}: the Pulumi CLI is not .pulumi-version's: {given}")
     return found
 
 
@@ -497,8 +538,10 @@ ATTACKS = (
             ),
             (
                 FLEET,
-                "if: ${{ !cancelled() && github.event_name != 'pull_request' && needs.members",
-                "if: ${{ !cancelled() && needs.members",
+                "if: ${{ !cancelled() && github.event_name != 'pull_request' && needs.members"
+                ".result == 'success' && needs.members.outputs.count != '0' && github.ref == "
+                "'refs/heads/main' }}",
+                "if: ${{ !cancelled() && needs.members.result == 'success' }}",
             ),
         ),
     ),
@@ -512,7 +555,11 @@ ATTACKS = (
                 '"::error title=$ROLE_VARIABLE is not set::',
                 '"::warning title=$ROLE_VARIABLE is not set::',
             ),
-            (FLEET, "            exit 1\n", "            exit 0\n"),
+            (
+                FLEET,
+                'Nothing falls back to another role."\n            exit 1\n',
+                'Nothing falls back to another role."\n            exit 0\n',
+            ),
             (
                 FLEET,
                 "        with:\n          role-to-assume: ${{ vars.FLEET_AWS_PREVIEW_ROLE_ARN }}",
@@ -525,6 +572,12 @@ ATTACKS = (
         deploy_role_outside_the_deploy_environment,
         (
             (DEPLOY, "    branches: [main]\n", "    branches: [main]\n  workflow_dispatch:\n"),
+            (
+                FLEET,
+                "if: github.event_name != 'pull_request' && github.ref == 'refs/heads/main'",
+                "if: github.event_name != 'pull_request'",
+            ),
+            (FLEET, "  workflow_dispatch:\n", "  workflow_run:\n    workflows: [Deploy]\n"),
             (DEPLOY, "  push:\n    branches: [main]\n", "  push:\n"),
             (DEPLOY, "    environment: ${{ vars.DEPLOY_ENVIRONMENT || 'production' }}\n", ""),
             (
@@ -548,6 +601,33 @@ ATTACKS = (
                 PREVIEW,
                 "  plan:\n    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n",
                 "  plan:\n    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n      id-token: write\n",
+            ),
+        ),
+    ),
+    Attack(
+        "a fork's pull request reaches a credential, an environment or a write permission",
+        fork_reaches_a_credential,
+        (
+            (
+                FLEET,
+                " && (github.event_name != 'pull_request' || "
+                "github.event.pull_request.head.repo.full_name == github.repository)",
+                "",
+            ),
+            (
+                PREVIEW,
+                "    if: github.event.pull_request.head.repo.full_name == github.repository\n",
+                "",
+            ),
+            (
+                FLEET,
+                "  plan:\n    # What the fleet's",
+                "  plan:\n    environment: ${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}\n    # What",
+            ),
+            (
+                FLEET,
+                "      - run: make install\n      - name: make plan\n",
+                "      - run: make install\n        env:\n          TOKEN: ${{ secrets.PULUMI_ACCESS_TOKEN }}\n      - name: make plan\n",
             ),
         ),
     ),
@@ -644,8 +724,15 @@ ATTACKS = (
         "the Pulumi CLI in CI is not the SDK's version",
         cli_version_drifts,
         (
-            (FLEET, 'pulumi-version: "3.272.0"', 'pulumi-version: "3.271.0"'),
-            (DEPLOY, '          pulumi-version: "3.272.0"\n', ""),
+            (FLEET, "pulumi-version-file: .pulumi-version", 'pulumi-version: "3.271.0"'),
+            (DEPLOY, "          pulumi-version-file: .pulumi-version\n", ""),
+            (
+                PREVIEW,
+                "          pulumi-version-file: .pulumi-version\n",
+                "          pulumi-version-file: .pulumi-version\n          pulumi-version: 3.272.0\n",
+            ),
+            (".pulumi-version", "3.272.0\n", "3.273.0\n"),
+            (".pulumi-version", "3.272.0\n", "^3.272.0\n"),
             ("pyproject.toml", '"pulumi==3.272.0"', '"pulumi==3.273.0"'),
         ),
     ),

@@ -4,16 +4,29 @@ check the files in `make lint`; tests/test_pipeline_attacks.py tries them as an 
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from scripts.stack_files import PROJECT_DIR
 from tests.workflow_files import (
     COMMENT_MARKERS,
     DEPLOY_ENVIRONMENT,
+    FORK_PULL_REQUEST,
+    NAMES,
     PREVIEW_ENVIRONMENT,
+    PULL_REQUEST,
     WORKFLOWS,
+    Event,
+    Variables,
     actionlint,
+    evaluate,
+    job_condition,
     load,
+    may_run,
     named,
     pack_imports,
     run_step,
@@ -164,6 +177,76 @@ def test_every_pull_request_gets_the_offline_plan_and_forks_skip_the_previews() 
     for name in ("preview-upstream", "comment"):
         condition = workflow["jobs"][name]["if"]
         assert "head.repo.full_name == github.repository" in condition, name
+    # A fork's run (no variables, or should GitHub pass them, every one set): test and plan.
+    no_variables = Event(FORK_PULL_REQUEST.name, FORK_PULL_REQUEST.ref, fork=True, variables={})
+    for fork in (no_variables, FORK_PULL_REQUEST):
+        assert may_run(workflow, fork) == {"test", "plan"}
+    assert may_run(workflow, PULL_REQUEST) == set(workflow["jobs"])
+
+
+CONTEXT = {
+    "github": {"event_name": "pull_request", "ref": "refs/heads/main"},
+    "vars": Variables({"SET": "yes"}),
+    "inputs": {"refresh": True},
+    "needs": {"a-b": {"result": "success", "outputs": {"count": "0"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [
+        # Strings compare case-insensitively; other types compare as numbers.
+        ("github.event_name == 'Pull_Request'", True),
+        ("needs.a-b.outputs.count == 0", True),
+        ("needs.a-b.outputs.count != '0'", False),
+        ("'' == 0 && null == 0 && true == 1", True),
+        ("'abc' == 0", False),
+        # A variable that is not set is ''; another missing property is null.
+        ("vars.UNSET", ""),
+        ("vars.set", "yes"),
+        ("github.event.pull_request.head.repo.full_name", None),
+        # && and || give an operand, not a boolean.
+        ("inputs.refresh && '1' || ''", "1"),
+        ("inputs.missing && '1' || ''", ""),
+        ("vars.UNSET || 'preview'", "preview"),
+        ("!vars.UNSET && !(1 > 2) && 2 >= 2", True),
+        # && binds tighter than ||.
+        ("true || false && false", True),
+        ("format('pr-{0}-{{1}}', 7)", "pr-7-{1}"),
+        ("contains(fromJSON('[\"a\", \"b\"]'), 'B') && startsWith('refs/heads/x', 'refs/')", True),
+        ("${{ github.ref == 'refs/heads/main' }}", True),
+        ("main-${{ github.ref }}", "main-refs/heads/main"),
+    ],
+)
+def test_job_conditions_are_evaluated_as_github_evaluates_them(
+    expression: str, value: object
+) -> None:
+    assert evaluate(expression, CONTEXT) == value
+
+
+def test_a_condition_without_a_status_function_runs_after_success_only() -> None:
+    assert job_condition({}) == "success()"
+    assert job_condition({"if": "github.ref == 'x'"}) == "success() && (github.ref == 'x')"
+    kept = "${{ !cancelled() && needs.a.result == 'success' }}"
+    assert job_condition({"if": kept}) == "!cancelled() && needs.a.result == 'success'"
+
+
+def test_every_pulumi_cli_is_the_version_in_pulumi_version() -> None:
+    """One source for the CLI version: .pulumi-version, one exact version, the SDK's pin; every
+    pulumi/actions step of every workflow reads it."""
+    text = (PROJECT_DIR / ".pulumi-version").read_text()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\n", text), f"one exact version: {text!r}"
+    for project in ("pyproject.toml", "policy/pyproject.toml"):
+        dependencies = tomllib.loads((PROJECT_DIR / project).read_text())["project"]
+        assert f"pulumi=={text.strip()}" in dependencies["dependencies"], project
+    found = 0
+    for name in NAMES:
+        for job_name, job in load(name)["jobs"].items():
+            for step in steps_using(job, "pulumi/actions"):
+                found += 1
+                assert step["with"]["pulumi-version-file"] == ".pulumi-version", job_name
+                assert "pulumi-version" not in step["with"], job_name
+    assert found == 8
 
 
 def write_comment(

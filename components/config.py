@@ -11,6 +11,7 @@ code runs under the CLI, in tests and in `make plan`.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -1197,11 +1198,15 @@ class FleetTemplate:
     # file gives it), sorted by account; validated with the member's whole config.
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    @functools.cached_property
+    def _listed_roles(self) -> dict[str, tuple[str | None, str | None]]:
+        # Built once: a fleet asks for each of its thousands of members' roles.
+        return {a: (deploy, preview) for a, deploy, preview in self.accounts}
+
     def role_arns(self, account_id: str) -> tuple[str, str]:
         """(deploy role, preview role) of a member: the ARNs the template lists for it, else
         the roles named accountRoleName and accountPreviewRoleName in its account."""
-        listed = {a: (deploy, preview) for a, deploy, preview in self.accounts}
-        deploy, preview = listed.get(account_id, (None, None))
+        deploy, preview = self._listed_roles.get(account_id, (None, None))
 
         def named(name: str) -> str:
             return f"arn:{self.partition}:iam::{account_id}:role/{name}"

@@ -49,10 +49,10 @@ class InstantRunner:
     def set_tags(self, stack: str, tags: Any, cleanup: bool = False) -> None:
         return None
 
-    def remove_tags(self, stack: str, keys: Any) -> None:
+    def remove_tags(self, stack: str, keys: Any, cleanup: bool = False) -> None:
         return None
 
-    def create(self, member: Member) -> None:
+    def create(self, stack: str) -> None:
         return None
 
     def cancel(self, stack: str) -> None:
@@ -172,9 +172,8 @@ COLUMNS = (
 
 def cli_run(n: int, workers: int) -> float:
     """Seconds for `fleet up` of n members through the stand-in `pulumi` (real processes)."""
-    from tests.fake_cli import install
-
     from scripts import fleet
+    from tests.fake_cli import install
 
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)

@@ -93,17 +93,22 @@ SKIPPED = "skipped"
 NOT_STARTED = "not started"
 INTERRUPTED = "interrupted"
 PLANNED = "new: planned"  # a preview of a member whose stack does not exist yet
+NOT_DEPLOYED = "not deployed"  # a drift check of a member whose stack does not exist yet
 PRUNED = "pruned"
 RETAINED = "retained"
 PRUNE_FAILED = "prune failed"
 NOT_PRUNED = "not pruned"
-OK_RESULTS = (SUCCEEDED, PLANNED, PRUNED, RETAINED)
+OK_RESULTS = (SUCCEEDED, PLANNED, NOT_DEPLOYED, PRUNED, RETAINED)
 
 # Stack tags: who owns a member stack, and the fleet run that last started an update of it.
 TAG_TEMPLATE = "ecr-ptc:fleet-template"
 TAG_PROJECT = "ecr-ptc:fleet-project"
 TAG_RUN = "ecr-ptc:fleet-run"
 TAG_RETAINED = "ecr-ptc:fleet-retained-from"
+TAG_LEASE = "ecr-ptc:fleet-lease"  # on the fleet's own stack: the run updating the fleet
+TAG_BEAT = "ecr-ptc:fleet-beat-"  # + the batch: that batch's last heartbeat (Unix time)
+LEASE_SUFFIX = "-fleet"  # `<template>-fleet`: the fleet's own stack, never a member's name
+DEFAULT_HEARTBEAT_SECONDS = 20.0
 DONE = ":done"  # TAG_RUN's value once the run's update of the stack has ended
 
 DEFAULT_GRACE_SECONDS = 60.0
@@ -120,8 +125,8 @@ class Runner(Protocol):
     def stacks(self) -> dict[str, StackState]: ...
     def tags(self, stack: str) -> dict[str, str]: ...
     def set_tags(self, stack: str, tags: Mapping[str, str], cleanup: bool = False) -> None: ...
-    def remove_tags(self, stack: str, keys: Sequence[str]) -> None: ...
-    def create(self, member: Member) -> None: ...
+    def remove_tags(self, stack: str, keys: Sequence[str], cleanup: bool = False) -> None: ...
+    def create(self, stack: str) -> None: ...
     def cancel(self, stack: str) -> None: ...
     def outputs(self, stack: str) -> dict[str, Any]: ...
     def run(self, member: Member, command: str, refresh: bool = False) -> RunReport: ...
@@ -209,6 +214,23 @@ def grace_seconds(env: Mapping[str, str]) -> float:
     return value
 
 
+def heartbeat_seconds(env: Mapping[str, str]) -> float:
+    raw = env.get("FLEET_HEARTBEAT_SECONDS", "")
+    if not raw:
+        return DEFAULT_HEARTBEAT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0.05 <= value <= 600:
+        raise ConfigError(
+            "FLEET_HEARTBEAT_SECONDS",
+            raw,
+            "seconds from 0.05 to 600: how often a run says it is alive (4 missed: it is dead)",
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """How a run goes: the template's operation preferences with the command line's on top."""
@@ -225,6 +247,8 @@ class Settings:
     refresh: bool = False
     handle_orphans: bool = True
     run_id: str = ""
+    batch_label: str = "all"  # "3of40": the heartbeat tag of this batch
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
 
     @staticmethod
     def of(
@@ -264,6 +288,8 @@ class Settings:
             refresh=env.get("REFRESH") == "1",
             handle_orphans=handle_orphans,
             run_id=env.get("FLEET_RUN_ID") or uuid.uuid4().hex[:12],
+            batch_label=(env.get(BATCH) or "all").replace("/", "of").replace(" ", ""),
+            heartbeat_seconds=heartbeat_seconds(env),
         )
 
 
@@ -299,12 +325,17 @@ class Stop:
         self.processes = processes
         self.grace = grace
         self.err = err
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler runs on the main thread, which may hold it already.
+        self._lock = threading.RLock()
         self._cancelled = threading.Event()
 
     @property
     def stopped(self) -> bool:
         return self.event.is_set()
+
+    @property
+    def signal_text(self) -> str:
+        return f"{signal.Signals(self.signal).name} received" if self.signal else ""
 
     def halt(self, reason: str) -> None:
         with self._lock:
@@ -319,7 +350,7 @@ class Stop:
             threading.Thread(target=self._cancel_running, args=(0.0,), daemon=True).start()
             return
         self.signal = signum
-        self.halt(f"the run was stopped by {name} before this member started")
+        self.halt(f"the run was stopped by {name} before this one started")
         if self.processes is not None:
             self.processes.close()
         running = self.processes.running() if self.processes is not None else []
@@ -474,7 +505,7 @@ class Driver:
         try:
             outcome = self._command(member)
         except Cancelled as err:
-            outcome = self._interrupted(member, err)
+            outcome, _ = self._interrupted(member, err)
         except Exception as err:  # one member's failure must not stop the others
             outcome = Outcome(member.account_id, member.stack, FAILED, None, 0.0, f"{err}")
             outcome = replace(outcome, reason=one_line(str(err))[:300])
@@ -507,10 +538,10 @@ class Driver:
             return Outcome(
                 member.account_id,
                 member.stack,
-                SKIPPED,
+                NOT_DEPLOYED,
                 None,
                 0.0,
-                reason="not deployed yet: nothing can drift (make fleet-up creates it)",
+                reason="no stack yet: nothing can drift (make fleet-up creates it)",
             )
         if command != "up":
             report = self.runner.run(member, command, refresh=self.settings.refresh)
@@ -528,60 +559,109 @@ class Driver:
             if TAG_TEMPLATE not in before:
                 notes.append("adopted: the stack had no fleet tags")
         else:
-            self.runner.create(member)
+            self.runner.create(member.stack)
         tags = {TAG_RUN: self.settings.run_id}
         if before.get(TAG_TEMPLATE) != self.template:
             tags[TAG_TEMPLATE] = self.template
         if before.get(TAG_PROJECT) != self.project:
             tags[TAG_PROJECT] = self.project
         self.runner.set_tags(member.stack, tags)
+        if TAG_RETAINED in before:
+            self.runner.remove_tags(member.stack, [TAG_RETAINED])
+        return self._locked_safely(
+            member.account_id,
+            member.stack,
+            before,
+            lambda: self.runner.run(member, "up", refresh=self.settings.refresh),
+            SUCCEEDED,
+            notes,
+        )
+
+    def _locked_safely(
+        self,
+        account: str,
+        stack: str,
+        before: Mapping[str, str],
+        action: Callable[[], RunReport],
+        result: str,
+        notes: list[str],
+        removes: bool = False,
+    ) -> Outcome:
+        """Run `action` (an update or a destroy) on a stack this run has marked as its own. A lock
+        left by a fleet run that never ended (its mark has no `:done`; this run holds the fleet's
+        lease, so that run is dead) is cleared and the action run again; any other lock is
+        someone's update in progress and is left alone. The run's mark says `:done` once the
+        stack is unlocked, whatever the action's outcome."""
+        unlocked, removed = True, False
         try:
             try:
-                report = self.runner.run(member, "up", refresh=self.settings.refresh)
+                report = action()
             except Locked:
                 previous = before.get(TAG_RUN, "")
                 if not previous or previous.endswith(DONE):
                     raise CliFailed(
                         "locked by an update in progress that no fleet run left behind: not "
-                        f"cancelled. When no update runs, `pulumi cancel --stack {member.stack}`"
+                        f"cancelled. When no update runs, `pulumi cancel --stack {stack}`"
                     ) from None
-                self.runner.cancel(member.stack)
+                self.runner.cancel(stack)
                 notes.append(f"cleared the lock left by interrupted fleet run {previous}")
                 print(
-                    f"fleet: {member.stack}: cleared the lock left by interrupted fleet run "
-                    f"{previous} (pulumi cancel)",
+                    f"fleet: {stack}: cleared the lock left by interrupted fleet run {previous} "
+                    "(pulumi cancel)",
                     file=self.err,
                 )
-                report = self.runner.run(member, "up", refresh=self.settings.refresh)
+                report = action()
+            removed = removes
+        except Cancelled as err:
+            outcome, unlocked = self._interrupted_stack(account, stack, err)
+            return outcome
         finally:
-            self._mark_done(member.stack)
-        return self._outcome(member, SUCCEEDED, report, "; ".join(notes))
+            if unlocked and not removed:
+                self._mark_done(stack)
+        return Outcome(
+            account,
+            stack,
+            result,
+            dict(report.changes),
+            0.0,
+            report.details if changed(report.changes) else "",
+            "; ".join(notes),
+            report.steps if changed(report.changes) else (),
+        )
 
     def _mark_done(self, stack: str) -> None:
         try:
             self.runner.set_tags(stack, {TAG_RUN: self.settings.run_id + DONE}, cleanup=True)
         except Exception as err:  # the update itself is what the row reports
-            print(f"fleet: {stack}: could not mark the update ended: {one_line(str(err))}")
-
-    def _interrupted(self, member: Member, err: Cancelled) -> Outcome:
-        """A member whose CLI was stopped: by this run (a signal), or killed by someone else. A
-        killed CLI leaves the stack locked: the lock is cleared at once."""
-        text = str(err)
-        by_run = self.stop.stopped and self.stop.signal is not None
-        reason = f"stopped by the run ({self.stop.reason})" if by_run else "its CLI was stopped"
-        if text.startswith(KILLED):
-            reason = (
-                f"{reason}; its CLI was {text.split(':', 1)[0]}"
-                if by_run
-                else f"its CLI was {text.split(':', 1)[0]}"
+            print(
+                f"fleet: {stack}: could not mark the update ended: {one_line(str(err))}",
+                file=self.err,
             )
+
+    def _interrupted(self, member: Member, err: Cancelled) -> tuple[Outcome, bool]:
+        return self._interrupted_stack(member.account_id, member.stack, err)
+
+    def _interrupted_stack(self, account: str, stack: str, err: Cancelled) -> tuple[Outcome, bool]:
+        """A stack whose CLI was stopped: by this run (a signal), or killed by someone else. A
+        killed CLI leaves the stack locked: the lock is cleared at once. Returns the outcome and
+        whether the stack is unlocked."""
+        text = str(err)
+        by_run = self.stop.signal is not None
+        reason = f"stopped by the run ({self.stop.signal_text})" if by_run else ""
+        unlocked = True
+        if text.startswith(KILLED):
+            killed = f"its CLI was {text.split(':', 1)[0]}"
+            reason = f"{reason}; {killed}" if reason else killed
             try:
-                self.runner.cancel(member.stack)
+                self.runner.cancel(stack)
                 reason += "; the lock it left was cleared (pulumi cancel)"
             except Exception as cancel_err:
+                unlocked = False
                 reason += f"; its lock could not be cleared: {one_line(str(cancel_err))}"
+        elif not reason:
+            reason = f"its CLI was stopped: {one_line(text)}"
         result = INTERRUPTED if by_run else FAILED
-        return Outcome(member.account_id, member.stack, result, None, 0.0, text, one_line(reason))
+        return Outcome(account, stack, result, None, 0.0, text, one_line(reason)), unlocked
 
     def _outcome(self, member: Member, result: str, report: RunReport, reason: str = "") -> Outcome:
         # Only what changed keeps its text: memory grows with the changes, not with the fleet.
@@ -607,21 +687,29 @@ class Driver:
         except Exception as error:
             run.notes.append(f"could not list the backend's stacks: {one_line(str(error))}")
             return run
-        ready, outcomes = preflight(fleet, self.can_assume, self.settings.command)
-        with ThreadPoolExecutor(max_workers=max(1, self.settings.workers)) as pool:
-            for i, wave in enumerate(waves(ready, self.settings)):
-                done = list(pool.map(self._member, wave))
-                outcomes.extend(done)
-                failed = [o.stack for o in done if o.result == FAILED]
-                if i == 0 and failed and self.settings.command == "up" and self.settings.canary:
-                    # Whatever the tolerance: the canary is there to fail alone.
-                    self.stop.halt(
-                        f"the canary wave failed ({', '.join(failed)}): no other member started"
-                    )
+        lease = Lease(self) if self.settings.command == "up" else None
+        if lease is not None:
+            lease.acquire()
+        try:
+            ready, outcomes = preflight(fleet, self.can_assume, self.settings.command)
+            with ThreadPoolExecutor(max_workers=max(1, self.settings.workers)) as pool:
+                for i, wave in enumerate(waves(ready, self.settings)):
+                    done = list(pool.map(self._member, wave))
+                    outcomes.extend(done)
+                    failed = [o.stack for o in done if o.result == FAILED]
+                    if i == 0 and failed and self.settings.command == "up" and self.settings.canary:
+                        # Whatever the tolerance: the canary is there to fail alone.
+                        self.stop.halt(
+                            f"the canary wave failed ({', '.join(failed)}): no other member started"
+                        )
+            run.stopped = self.stop.reason if self.stop.stopped else ""
+            if self.settings.handle_orphans:
+                self._former_members(run, whole_fleet, outcomes)
+        finally:
+            if lease is not None:
+                lease.release()
         run.stopped = self.stop.reason if self.stop.stopped else ""
         run.signal = self.stop.signal
-        if self.settings.handle_orphans:
-            self._former_members(run, whole_fleet, outcomes)
         for warning in run.warnings:
             print(f"warning: {warning}", file=self.err)
         for note in run.notes:
@@ -639,17 +727,21 @@ class Driver:
         candidates = sorted(n for n in self.existing if pattern.fullmatch(n) and n not in current)
         owned: list[str] = []
         foreign: list[str] = []
+        self._former_tags: dict[str, dict[str, str]] = {}
         for stack in candidates:
             try:
                 tags = self.runner.tags(stack)
             except Exception as error:
                 run.notes.append(f"could not read the tags of {stack}: {one_line(str(error))}")
                 continue
+            if tags.get(TAG_RETAINED) == self.template and TAG_TEMPLATE not in tags:
+                continue  # released by an earlier run: no longer the fleet's, and known to be so
             mine = tags.get(TAG_TEMPLATE) == self.template and tags.get(TAG_PROJECT) in (
                 self.project,
                 None,
             )
             (owned if mine else foreign).append(stack)
+            self._former_tags[stack] = tags
         run.orphans = owned
         if foreign:
             run.warnings.append(
@@ -700,32 +792,108 @@ class Driver:
 
     def _retire(self, stack: str) -> Outcome:
         account = member_stack_pattern(self.template).fullmatch(stack)[1]  # type: ignore[index]
+        if self.stop.stopped:
+            return Outcome(account, stack, NOT_STARTED, None, 0.0, reason=self.stop.reason)
         start = self.clock()
         try:
             if self.settings.retain:
                 self.runner.remove_tags(stack, [TAG_TEMPLATE, TAG_PROJECT])
                 self.runner.set_tags(stack, {TAG_RETAINED: self.template})
-                result, report = RETAINED, RunReport()
-                reason = (
-                    "released from the fleet; its resources and stack are kept "
-                    "(retainStacksOnAccountRemoval)"
+                outcome = Outcome(
+                    account,
+                    stack,
+                    RETAINED,
+                    {},
+                    0.0,
+                    reason=(
+                        "released from the fleet; its resources and stack are kept "
+                        "(retainStacksOnAccountRemoval)"
+                    ),
                 )
             else:
-                result, report = PRUNED, self.runner.prune(stack)
-                reason = "destroyed and removed: the account left the fleet"
+                before = self._former_tags.get(stack, {})
+                self.runner.set_tags(stack, {TAG_RUN: self.settings.run_id})
+                notes = ["destroyed and removed: the account left the fleet"]
+                outcome = self._locked_safely(
+                    account, stack, before, lambda: self.runner.prune(stack), PRUNED, notes, True
+                )
         except Exception as err:
-            return Outcome(
-                account,
-                stack,
-                PRUNE_FAILED,
-                None,
-                self.clock() - start,
-                f"{err}",
-                one_line(str(err)),
+            outcome = Outcome(account, stack, PRUNE_FAILED, None, 0.0, f"{err}", one_line(str(err)))
+        if outcome.result == FAILED:  # its CLI was killed: the prune did not happen
+            outcome = replace(outcome, result=PRUNE_FAILED)
+        return replace(outcome, duration=self.clock() - start)
+
+
+class FleetBusy(Exception):
+    """Another fleet run is updating this fleet now."""
+
+
+class Lease:
+    """Only one fleet run updates a fleet at a time. The fleet's own stack `<template>-fleet` (no
+    resources) holds, in its tags, the run that updates it (`ecr-ptc:fleet-lease`) and a
+    heartbeat per running batch (`ecr-ptc:fleet-beat-<batch>`, the time, every
+    FLEET_HEARTBEAT_SECONDS). A run whose heartbeats are all older than STALE_BEATS of them is
+    dead: the next run takes the lease, and a member it left locked is its to clear. The batches
+    of one CI run share one run ID (FLEET_RUN_ID) and so one lease."""
+
+    STALE_BEATS = 4
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.stack = f"{driver.template}{LEASE_SUFFIX}"
+        self.beat = f"{TAG_BEAT}{driver.settings.batch_label}"
+        self.interval = driver.settings.heartbeat_seconds
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        runner, run_id = self.driver.runner, self.driver.settings.run_id
+        if self.stack not in self.driver.existing:
+            runner.create(self.stack)
+        tags = runner.tags(self.stack)
+        holder = tags.get(TAG_LEASE, "")
+        now = time.time()
+        ages = []
+        for key, value in tags.items():
+            if key.startswith(TAG_BEAT):
+                try:
+                    ages.append(now - float(value))
+                except ValueError:
+                    continue
+        stale = self.STALE_BEATS * self.interval
+        fresh = [age for age in ages if age < stale]
+        if holder and holder != run_id and fresh:
+            raise FleetBusy(
+                f"fleet run {holder} is updating fleet {self.driver.template!r} (its last "
+                f"heartbeat {min(fresh):.0f} s ago, on stack {self.stack}): two runs must never "
+                "update one fleet at once. Wait for it to end; if it was killed, its heartbeat "
+                f"has stopped and a run may start {stale - min(fresh):.0f} s from now, and will "
+                "clear the locks it left"
             )
-        return Outcome(
-            account, stack, result, dict(report.changes), self.clock() - start, "", reason
-        )
+        dead = [k for k in tags if k.startswith(TAG_BEAT) and holder != run_id]
+        if dead:
+            runner.remove_tags(self.stack, dead)
+        runner.set_tags(self.stack, {TAG_LEASE: run_id, self.beat: f"{now:.3f}"})
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.driver.runner.set_tags(
+                    self.stack, {self.beat: f"{time.time():.3f}"}, cleanup=True
+                )
+            except Exception as err:  # the next beat may get through
+                print(f"fleet: heartbeat: {one_line(str(err))}", file=self.driver.err)
+
+    def release(self) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
+        try:
+            self.driver.runner.remove_tags(self.stack, [self.beat], cleanup=True)
+        except Exception as err:  # a stale beat is harmless: it only ages
+            print(f"fleet: could not end the heartbeat: {one_line(str(err))}", file=self.driver.err)
 
 
 def run_fleet(
@@ -1041,7 +1209,7 @@ def main(
         finally:
             if restore is not None:
                 restore()
-    except (ConfigError, NotReady, OrganizationsUnavailable) as error:
+    except (ConfigError, NotReady, OrganizationsUnavailable, FleetBusy) as error:
         print(f"fleet: {error}", file=err)
         return 2
     run.batch = label

@@ -230,7 +230,9 @@ class Processes:
     driver's process group does not reach them: the driver stops them when it decides."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler on the main thread may ask while the main thread starts a
+        # process.
+        self._lock = threading.RLock()
         self._running: dict[int, tuple[subprocess.Popen[str], str]] = {}
         self._stopped: dict[str, str] = {}  # stack -> how it was stopped (interrupted, killed)
         self.closed = False
@@ -267,13 +269,14 @@ class Processes:
             return self._stopped.get(stack) if stack else None
 
     def running(self) -> list[str]:
+        """The stacks of the members' commands running now (not the clean-up commands)."""
         with self._lock:
-            return sorted({stack for _, stack in self._running.values()})
+            return sorted({stack for _, stack in self._running.values() if stack})
 
     def close(self) -> None:
-        """Start no new process (commands already running go on)."""
-        with self._lock:
-            self.closed = True
+        """Start no new process (commands already running go on). Takes no lock: a signal
+        handler calls it."""
+        self.closed = True
 
     def signal_all(self, signum: int, how: str) -> list[str]:
         """Send `signum` to every running CLI's session; returns their stacks."""
@@ -281,6 +284,8 @@ class Processes:
             self.closed = True
             stacks = []
             for process, stack in self._running.values():
+                if not stack:
+                    continue  # a clean-up command (cancel, a tag): let it finish
                 self._stopped[stack] = how
                 try:
                     os.killpg(process.pid, signum)
@@ -427,14 +432,14 @@ class CliRunner:
                 args = ["stack", "tag", "set", key, value, "--stack", stack]
                 self.cli(args, work_dir, stack, cleanup)
 
-    def remove_tags(self, stack: str, keys: Sequence[str]) -> None:
+    def remove_tags(self, stack: str, keys: Sequence[str], cleanup: bool = False) -> None:
         with self.workspace(stack) as work_dir:
             for key in keys:
-                self.cli(["stack", "tag", "rm", key, "--stack", stack], work_dir, stack)
+                self.cli(["stack", "tag", "rm", key, "--stack", stack], work_dir, stack, cleanup)
 
-    def create(self, member: Member) -> None:
-        with self.workspace(member.stack) as work_dir:
-            self.cli(["stack", "init", member.stack], work_dir, member.stack)
+    def create(self, stack: str) -> None:
+        with self.workspace(stack) as work_dir:
+            self.cli(["stack", "init", stack], work_dir, stack)
 
     def cancel(self, stack: str) -> None:
         """Clear the lock of an update that no process runs any more."""

@@ -103,7 +103,9 @@ def comment(summaries: Sequence[Mapping[str, Any]], limit: int = COMMENT_MAX_CHA
         f"**{len(rows)} accounts**: {counts or 'none'}. "
         f"{sum(change_text(r.get('changes')) not in ('none', '-') for r in rows)} with changes.",
     ]
-    lines += [f"\n**Stopped:** {_short(s)}" for s in stopped]
+    lines += [f"\n**Stopped:** {_short(s)}" for s in stopped[:5]]
+    if len(stopped) > 5:
+        lines.append(f"\n({len(stopped) - 5} more batches stopped: see {ARTIFACTS}.)")
     lines += [f"\n**Error:** {_short(e)}" for e in errors[:10]]
     lines += [f"\n**Warning:** {_short(w)}" for w in warnings[:10]]
     if orphans:

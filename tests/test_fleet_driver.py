@@ -94,14 +94,14 @@ class FakeRunner:
         with self.lock:
             self.backend[stack].update(tags)
 
-    def remove_tags(self, stack: str, keys: Sequence[str]) -> None:
+    def remove_tags(self, stack: str, keys: Sequence[str], cleanup: bool = False) -> None:
         for key in keys:
             self.backend[stack].pop(key, None)
 
-    def create(self, member: Member) -> None:
+    def create(self, stack: str) -> None:
         with self.lock:
-            self.created.append(member.stack)
-            self.backend[member.stack] = {}
+            self.created.append(stack)
+            self.backend[stack] = {}
 
     def cancel(self, stack: str) -> None:
         self.cancelled.append(stack)
@@ -354,7 +354,7 @@ def test_a_member_stack_owned_by_another_fleet_is_not_updated() -> None:
 def test_members_are_tagged_and_untagged_stacks_of_members_adopted() -> None:
     runner = FakeRunner(stacks={"downstream-210000000000": {}})
     run = up(2, runner, run_id="r1")
-    assert runner.created == ["downstream-210000000001"]
+    assert runner.created == ["downstream-fleet", "downstream-210000000001"]
     for stack in ("downstream-210000000000", "downstream-210000000001"):
         assert runner.backend[stack] == {**OWNED, fleet.TAG_RUN: "r1:done"}
     [adopted] = [o for o in run.outcomes if o.account_id == "210000000000"]
@@ -399,7 +399,9 @@ def test_drift_checks_deployed_members_only() -> None:
     runner = FakeRunner(stacks=[one[0].stack])
     run = run_fleet(TEMPLATE, one, "drift", runner, assume_all, 2)
     assert runner.ran == [(one[0].stack, "drift")]
-    assert results(run) == {"210000000000": SUCCEEDED, "210000000001": SKIPPED}
+    assert results(run) == {"210000000000": SUCCEEDED, "210000000001": fleet.NOT_DEPLOYED}
+    assert run.exit_code == 0, "an account that joined is not a failure of the drift check"
+    assert runner.created == [] and "downstream-fleet" not in runner.backend, "nothing written"
 
 
 def test_unchanged_members_keep_no_text() -> None:
@@ -647,3 +649,47 @@ def test_a_batch_never_takes_the_other_batches_members_for_former_ones(tmp_path:
     assert code == 0, err
     assert runner.pruned == ["downstream-999999999999"], "only the account that left"
     assert sorted(s for s, _ in runner.ran) == sorted(first)
+
+
+# --- one run at a time -------------------------------------------------------------------------
+
+
+def test_a_fleet_updated_by_a_live_run_is_refused_and_a_dead_runs_lease_taken_over() -> None:
+    now = time.time()
+    live = {fleet.TAG_LEASE: "other", f"{fleet.TAG_BEAT}1of2": f"{now - 5:.0f}"}
+    runner = FakeRunner(stacks={"downstream-fleet": live})
+    with pytest.raises(fleet.FleetBusy) as refused:
+        up(2, runner, run_id="mine", heartbeat_seconds=20)
+    assert "fleet run other is updating fleet 'downstream'" in str(refused.value)
+    assert runner.ran == [] and runner.created == []
+
+    dead = {fleet.TAG_LEASE: "other", f"{fleet.TAG_BEAT}1of2": f"{now - 300:.0f}"}
+    runner = FakeRunner(stacks={"downstream-fleet": dead})
+    run = up(2, runner, run_id="mine", heartbeat_seconds=20)
+    assert run.exit_code == 0 and len(runner.ran) == 2
+    assert runner.backend["downstream-fleet"] == {fleet.TAG_LEASE: "mine"}, "its beat removed"
+
+
+def test_the_batches_of_one_run_share_its_lease() -> None:
+    now = time.time()
+    batch_one = {fleet.TAG_LEASE: "ci-42", f"{fleet.TAG_BEAT}1of2": f"{now:.0f}"}
+    runner = FakeRunner(stacks={"downstream-fleet": batch_one})
+    run = up(2, runner, run_id="ci-42", batch_label="2of2")
+    assert run.exit_code == 0
+    assert runner.backend["downstream-fleet"] == batch_one, "batch 2's beat gone, batch 1's kept"
+
+
+def test_a_lock_left_by_a_prune_that_was_killed_is_cleared_by_the_next_run() -> None:
+    gone = "downstream-888888888888"
+    runner = FakeRunner(stacks={gone: {**OWNED, fleet.TAG_RUN: "old"}}, locked={gone})
+
+    def prune(stack: str) -> RunReport:
+        if stack in runner.locked:
+            raise Locked("error: the stack is currently locked by 1 lock(s).")
+        runner.pruned.append(stack)
+        return RunReport({"delete": 5})
+
+    runner.prune = prune  # type: ignore[method-assign]
+    run = up(1, runner, prune=True, run_id="new")
+    assert runner.cancelled == [gone] and runner.pruned == [gone]
+    assert results(run)["888888888888"] == PRUNED

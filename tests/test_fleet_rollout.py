@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ UPSTREAM_OUTPUTS: dict[str, Any] = {
     "downstreamAccountIds": [],
     "organizationId": "o-abcdefghij",
 }
+
+
+LEASE = "downstream-fleet"  # the fleet's own stack: which run updates it
 
 
 def accounts(n: int) -> list[str]:
@@ -108,7 +112,7 @@ def test_previews_write_nothing_and_up_creates_tagged_members(tmp_path: Path) ->
 
     code, err = f.make("up")
     assert code == 0, err
-    assert f.cli.stacks() == sorted(["upstream", *(stack(a) for a in accounts(3))])
+    assert f.cli.stacks() == sorted(["upstream", LEASE, *(stack(a) for a in accounts(3))])
     for account in accounts(3):
         tags = f.cli.tags(stack(account))
         assert tags[fleet.TAG_TEMPLATE] == "downstream"
@@ -151,7 +155,7 @@ def test_pruning_never_reaches_what_the_fleet_does_not_own(tmp_path: Path) -> No
     code, err = f.make("up", PRUNE="1", PRUNE_MAX="2", PRUNE_CONFIRM="3")
     assert code == 0, err
     assert sorted(f.ran("destroy")) == [stack(a) for a in four[1:]]
-    assert f.cli.stacks() == sorted(["upstream", stack(four[0]), stack("777777777777")])
+    assert f.cli.stacks() == sorted(["upstream", LEASE, stack(four[0]), stack("777777777777")])
     assert {f.rows()[a]["result"] for a in four[1:]} == {fleet.PRUNED}
 
 
@@ -273,7 +277,14 @@ def test_a_run_killed_outright_leaves_locks_the_next_run_clears(tmp_path: Path) 
     four = accounts(4)
     f = Fleet(tmp_path, four)
     f.cli.set_scenario(sleep={"up": 60})
-    driver = start_driver(f, tmp_path / "tmp", FLEET_PARALLELISM="2", CANARY="0", WAVE_SIZE="4")
+    driver = start_driver(
+        f,
+        tmp_path / "tmp",
+        FLEET_PARALLELISM="2",
+        CANARY="0",
+        WAVE_SIZE="4",
+        FLEET_HEARTBEAT_SECONDS="0.1",
+    )
     f.cli.wait_for(lambda: sum(f.cli.locked(stack(a)) for a in four) == 2, timeout=30)
     # The machine is lost: the driver and every CLI it started die at once.
     clis = [c["pid"] for c in f.cli.calls() if "up" in c["argv"]]
@@ -284,7 +295,9 @@ def test_a_run_killed_outright_leaves_locks_the_next_run_clears(tmp_path: Path) 
     assert len(locked) == 2
 
     f.cli.clear_scenario()
-    code, err = f.make("up")
+    # Its heartbeat stops: four missed beats, and it is known to be dead.
+    time.sleep(0.5)
+    code, err = f.make("up", FLEET_HEARTBEAT_SECONDS="0.1")
     assert code == 0, err
     for account in locked:
         assert "cleared the lock left by interrupted fleet run" in f.rows()[account]["reason"]
@@ -321,3 +334,24 @@ def test_a_missing_upstream_stops_before_any_member(tmp_path: Path) -> None:
         assert code == 2 and "'organization/ecr-ptc/upstream-eu'" in err
         assert "does not exist" in err
     assert f.ran("up") == [] and f.ran("stack", "init") == []
+
+
+def test_a_second_run_while_one_updates_the_fleet_is_refused_and_cancels_nothing(
+    tmp_path: Path,
+) -> None:
+    two = accounts(2)
+    f = Fleet(tmp_path, two)
+    assert f.make("up")[0] == 0
+    f.cli.set_scenario(stack(two[0]), sleep={"up": 60})
+    first = start_driver(
+        f, tmp_path / "tmp", CANARY="0", FLEET_RUN_ID="run-a", FLEET_GRACE_SECONDS="0.1"
+    )
+    try:
+        f.cli.wait_for(lambda: f.cli.locked(stack(two[0])), timeout=30)
+        code, err = f.make("up", CANARY="0", FLEET_RUN_ID="run-b")
+        assert code == 2 and "fleet run run-a is updating fleet 'downstream'" in err
+        assert f.ran("cancel") == [], "the live run's lock is not touched"
+        assert f.cli.locked(stack(two[0]))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)

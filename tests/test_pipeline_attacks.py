@@ -55,6 +55,7 @@ FILES = (
     "pyproject.toml",
     "policy/pyproject.toml",
     "requirements-uv.txt",
+    "uv.lock",
 )
 Repo = Mapping[str, str]
 Findings = list[str]
@@ -370,18 +371,22 @@ def checkout_keeps_the_token(repo: Repo) -> Findings:
 def cli_version_drifts(repo: Repo) -> Findings:
     """The Pulumi CLI of every job is the one exact version .pulumi-version names, the version of
     the SDK the program and the pack pin."""
+    # The program runs the SDK uv.lock pins (pyproject.toml gives the library's range); the
+    # policy pack pins its SDK exactly.
     pins = {
-        path: next(
+        "uv.lock": next(
+            p["version"] for p in tomllib.loads(repo["uv.lock"])["package"] if p["name"] == "pulumi"
+        ),
+        "policy/pyproject.toml": next(
             d.split("==")[1]
-            for d in tomllib.loads(repo[path])["project"]["dependencies"]
+            for d in tomllib.loads(repo["policy/pyproject.toml"])["project"]["dependencies"]
             if d.startswith("pulumi==")
-        )
-        for path in ("pyproject.toml", "policy/pyproject.toml")
+        ),
     }
     found = [f"SDK pins differ: {pins}"] if len(set(pins.values())) != 1 else []
     pinned = repo[".pulumi-version"]
-    if not re.fullmatch(r"\d+\.\d+\.\d+\n?", pinned) or pinned.strip() != pins["pyproject.toml"]:
-        found.append(f".pulumi-version holds {pinned!r}, SDK {pins['pyproject.toml']}")
+    if not re.fullmatch(r"\d+\.\d+\.\d+\n?", pinned) or pinned.strip() != pins["uv.lock"]:
+        found.append(f".pulumi-version holds {pinned!r}, SDK {pins['uv.lock']}")
     for path, _, name, job in jobs(repo):
         for step in steps_using(job, "pulumi/actions"):
             given = step.get("with", {})
@@ -519,7 +524,7 @@ class Attack:
     tries: tuple[tuple[str, str, str], ...]
 
 
-PREVIEW, DEPLOY, FLEET = WORKFLOW_PATHS
+PREVIEW, DEPLOY, FLEET, RELEASE = WORKFLOW_PATHS
 FAIL_CLOSED_UPSTREAM = "ROLE_ARN: ${{ vars.UPSTREAM_AWS_PREVIEW_ROLE_ARN }}"
 ATTACKS = (
     Attack(
@@ -671,6 +676,11 @@ ATTACKS = (
                 "      id-token: write # OIDC token for AWS\n",
                 "      id-token: write # OIDC token for AWS\n      pull-requests: write\n",
             ),
+            (
+                RELEASE,
+                "      - uses: actions/download-artifact@",
+                "      - run: make test\n      - uses: actions/download-artifact@",
+            ),
         ),
     ),
     Attack(
@@ -733,7 +743,11 @@ ATTACKS = (
             ),
             (".pulumi-version", "3.272.0\n", "3.273.0\n"),
             (".pulumi-version", "3.272.0\n", "^3.272.0\n"),
-            ("pyproject.toml", '"pulumi==3.272.0"', '"pulumi==3.273.0"'),
+            (
+                "uv.lock",
+                'name = "pulumi"\nversion = "3.272.0"',
+                'name = "pulumi"\nversion = "3.273.0"',
+            ),
         ),
     ),
     Attack(
@@ -749,6 +763,11 @@ ATTACKS = (
                 FLEET,
                 'make fleet-preview TEMPLATE="$TEMPLATE"',
                 "make fleet-preview TEMPLATE=${{ vars.FLEET_TEMPLATE }}",
+            ),
+            (
+                RELEASE,
+                'gh release create "$GITHUB_REF_NAME"',
+                'gh release create "${{ github.ref_name }}"',
             ),
         ),
     ),

@@ -236,9 +236,11 @@ def test_every_pulumi_cli_is_the_version_in_pulumi_version() -> None:
     pulumi/actions step of every workflow reads it."""
     text = (PROJECT_DIR / ".pulumi-version").read_text()
     assert re.fullmatch(r"\d+\.\d+\.\d+\n", text), f"one exact version: {text!r}"
-    for project in ("pyproject.toml", "policy/pyproject.toml"):
-        dependencies = tomllib.loads((PROJECT_DIR / project).read_text())["project"]
-        assert f"pulumi=={text.strip()}" in dependencies["dependencies"], project
+    # The program runs the SDK uv.lock pins; the policy pack pins its SDK exactly.
+    lock = tomllib.loads((PROJECT_DIR / "uv.lock").read_text())
+    assert {p["version"] for p in lock["package"] if p["name"] == "pulumi"} == {text.strip()}
+    dependencies = tomllib.loads((PROJECT_DIR / "policy/pyproject.toml").read_text())["project"]
+    assert f"pulumi=={text.strip()}" in dependencies["dependencies"]
     found = 0
     for name in NAMES:
         for job_name, job in load(name)["jobs"].items():

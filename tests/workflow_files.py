@@ -22,7 +22,7 @@ import yaml
 from scripts.stack_files import PROJECT_DIR
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
-NAMES = ("preview.yml", "deploy.yml", "fleet.yml")
+NAMES = ("preview.yml", "deploy.yml", "fleet.yml", "release.yml")
 
 PREVIEW_ENVIRONMENT = "${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}"
 DEPLOY_ENVIRONMENT = "${{ vars.DEPLOY_ENVIRONMENT || 'production' }}"
@@ -490,6 +490,15 @@ def dispatch(ref: str = "refs/heads/main", **inputs: Any) -> Event:
     return Event("workflow_dispatch", ref, inputs=inputs)
 
 
+def _ref_pattern(pattern: str) -> re.Pattern[str]:
+    """A branch or tag filter as GitHub matches it: `**` any characters, `*` any but `/`.
+    GitHub's other pattern characters are not used by these workflows, so not accepted here."""
+    if re.search(r"[?+\[\]!]", pattern):
+        raise ValueError(f"filter pattern {pattern!r}: only * and ** are understood here")
+    parts = (re.escape(p).replace(r"\*", "[^/]*") for p in pattern.split("**"))
+    return re.compile(".*".join(parts))
+
+
 def starts(workflow: Mapping[str, Any], event: Event) -> bool:
     """Whether the event starts the workflow at all (its `on:` and branch filters)."""
     triggers = workflow["on"]
@@ -500,8 +509,15 @@ def starts(workflow: Mapping[str, Any], event: Event) -> bool:
     if event.name not in triggers:
         return False
     filters = triggers[event.name] or {}
-    if event.name == "push" and "branches" in filters:
-        return event.ref.removeprefix("refs/heads/") in filters["branches"]
+    if event.name == "push" and ("branches" in filters or "tags" in filters):
+        # A push of a tag is matched against `tags:` only, a push of a branch against `branches:`
+        # only: with tags alone, no branch push starts the workflow, and the reverse.
+        kind, name = (
+            ("tags", event.ref.removeprefix("refs/tags/"))
+            if event.ref.startswith("refs/tags/")
+            else ("branches", event.ref.removeprefix("refs/heads/"))
+        )
+        return any(_ref_pattern(p).fullmatch(name) for p in filters.get(kind) or [])
     if event.name.startswith("pull_request") and "branches" in filters:
         return "main" in filters["branches"]
     return True

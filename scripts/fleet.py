@@ -197,38 +197,42 @@ def parallelism(member_count: int, env: Mapping[str, str], memory_mb: int | None
     return max(1, min(wanted, max(member_count, 1)))
 
 
-def grace_seconds(env: Mapping[str, str]) -> float:
-    raw = env.get("FLEET_GRACE_SECONDS", "")
+def seconds(
+    env: Mapping[str, str], key: str, default: float, low: float, high: float, meaning: str
+) -> float:
+    """A number of seconds from the environment, `low` to `high`; `default` when unset."""
+    raw = env.get(key, "")
     if not raw:
-        return DEFAULT_GRACE_SECONDS
+        return default
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise ConfigError(
-            "FLEET_GRACE_SECONDS",
-            raw,
-            "seconds from 0 to 3600: how long running members may go on after SIGTERM/SIGINT",
-        )
+        value = float("nan")
+    if not low <= value <= high:  # NaN compares false: refused too
+        raise ConfigError(key, raw, f"seconds from {low:g} to {high:g}: {meaning}")
     return value
+
+
+def grace_seconds(env: Mapping[str, str]) -> float:
+    return seconds(
+        env,
+        "FLEET_GRACE_SECONDS",
+        DEFAULT_GRACE_SECONDS,
+        0,
+        3600,
+        "how long running members may go on after SIGTERM/SIGINT",
+    )
 
 
 def heartbeat_seconds(env: Mapping[str, str]) -> float:
-    raw = env.get("FLEET_HEARTBEAT_SECONDS", "")
-    if not raw:
-        return DEFAULT_HEARTBEAT_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0.05 <= value <= 600:
-        raise ConfigError(
-            "FLEET_HEARTBEAT_SECONDS",
-            raw,
-            "seconds from 0.05 to 600: how often a run says it is alive (4 missed: it is dead)",
-        )
-    return value
+    return seconds(
+        env,
+        "FLEET_HEARTBEAT_SECONDS",
+        DEFAULT_HEARTBEAT_SECONDS,
+        0.05,
+        600,
+        "how often a run says it is alive (4 missed: it is dead)",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,9 @@ from scripts.fleet_members import to_json
 from scripts.fleet_report import change_text
 from scripts.stack_files import PROJECT_DIR, cli_yaml_text
 from tests.fake_cli import FakeCli, install
+from tests.test_fleet_driver import UPSTREAM_OUTPUTS
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and sessions of POSIX")
-
-UPSTREAM_OUTPUTS: dict[str, Any] = {
-    "upstreamAccountId": "111111111111",
-    "upstreamRegion": "eu-west-1",
-    "upstreamRegistryUrl": "111111111111.dkr.ecr.eu-west-1.amazonaws.com",
-    "repositoryArnPattern": "arn:aws:ecr:eu-west-1:111111111111:repository/*",
-    "downstreamAccountIds": [],
-    "organizationId": "o-abcdefghij",
-}
 
 
 LEASE = "downstream-fleet"  # the fleet's own stack: which run updates it

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config_error import ConfigError
+from .config_error import ConfigError
 
 
 def known(name: str, value: Any) -> Any:
@@ -32,7 +33,16 @@ def known(name: str, value: Any) -> Any:
     return _plain(_sync_await(output.future()))
 
 
+def dependencies(value: Any) -> list[pulumi.Resource]:
+    """The resources `value`'s outputs come from: what `known` takes off it, for the component
+    to depend on (as it would have, had it used the outputs)."""
+    return list(_sync_await(pulumi.Output.from_input(value).resources()))
+
+
 def _plain(value: Any) -> Any:
+    # Enum members (GrantVia, ImageTagMutability) are checked as the strings they stand for.
+    if isinstance(value, Enum):
+        return _plain(value.value)
     # The component host hands integers over as floats (7.0): give them back as integers.
     if isinstance(value, float) and value.is_integer():
         return int(value)

@@ -33,19 +33,19 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components import quotas
-from components.aws_names import ROOT_PREFIX, Region, region, repositories_under
-from components.config_error import ConfigError
-from components.config_messages import config_error
-from components.policies import OWNED_SIDS, CacheReadGrant, canonical_statement
-from components.policy_rules import (
+from . import quotas
+from .aws_names import ROOT_PREFIX, Region, region, repositories_under
+from .config_error import ConfigError
+from .config_messages import config_error
+from .policies import OWNED_SIDS, CacheReadGrant, canonical_statement
+from .policy_rules import (
     CACHE_READ_ACTIONS,
     Grant,
     Registry,
     denied_reads,
     statement_problems,
 )
-from components.values import (
+from .values import (
     ACCOUNT_ID_PATTERN,
     TAG_CHARACTERS,
     AccountId,
@@ -118,6 +118,10 @@ CONSUMER_ROLE_NAMES = Key("consumerRoleNames", "downstream", "array", [], "strin
 # role allowed to create roles only with the boundary cannot escalate (`make ci-roles`).
 PERMISSIONS_BOUNDARY_ARN = Key("permissionsBoundaryArn", "downstream", "string", "")
 IAM_PATH = Key("iamPath", "downstream", "string", "")
+# An existing role of the downstream account for ECR to assume instead of one the stack creates.
+CACHE_ROLE_ARN = Key("cacheRoleArn", "downstream", "string", "")
+# Tags of every taggable resource the stack creates (its roles and its managed policy).
+TAGS = Key("tags", "downstream", None, {})
 # A downstream stack file that sets ACCOUNTS or ORGANIZATIONAL_UNIT_IDS is a fleet template: it
 # is never deployed itself; `make fleet-up` deploys one member stack per account from it.
 ACCOUNTS = Key("accounts", "downstream", None, [])
@@ -163,6 +167,8 @@ KEYS: tuple[Key, ...] = (
     CONSUMER_ROLE_NAMES,
     PERMISSIONS_BOUNDARY_ARN,
     IAM_PATH,
+    CACHE_ROLE_ARN,
+    TAGS,
     *FLEET_KEYS,
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
@@ -280,6 +286,8 @@ class TemplateModel(_Model):
     ] = []
     expire_untagged_after_days: LifecycleCount = None
     keep_last_images: LifecycleCount = None
+    kms_key_arns: KmsKeyArns | None = None
+    # The former name of kmsKeyArns, still accepted.
     kms_key_arn: KmsKeyArns | None = None
     resource_tags: dict[str, str] | None = None
     description: (
@@ -499,6 +507,15 @@ class DownstreamModel(_Model):
     consumer_role_names: RoleNames = []
     permissions_boundary_arn: Annotated[PolicyArn | None, Unset] = None
     iam_path: Annotated[IamPath | None, Unset] = None
+    cache_role_arn: Annotated[RoleArn | None, Unset] = None
+    tags: Annotated[
+        dict[str, str],
+        Field(
+            description=f"at most {quotas.MAX_TAGS_PER_RESOURCE} tags (keys of 1 to "
+            f"{quotas.TAG_KEY_MAX_CHARS} characters, not starting with 'aws:'; values of at most "
+            f"{quotas.TAG_VALUE_MAX_CHARS}) for every role and policy the stack creates"
+        ),
+    ] = {}
     accounts: list[AccountId | FleetAccountModel] = []
     organizational_unit_ids: list[OrganizationalUnitId] = []
     exclude_account_ids: list[AccountId] = []
@@ -590,6 +607,16 @@ class DownstreamConfig:
     consumer_role_names: tuple[str, ...] = ()
     permissions_boundary_arn: str | None = None
     iam_path: str | None = None
+    # An existing role ECR assumes; None: the stack creates the cache role.
+    cache_role_arn: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def cache_role_name(self) -> str | None:
+        """The cache role's name when known before deploying: given, or of cacheRoleArn."""
+        if self.cache_role_arn is not None:
+            return self.cache_role_arn.rsplit("/", 1)[1]
+        return self.role_name
 
     @property
     def size_summary(self) -> str:
@@ -1039,6 +1066,24 @@ def _resource_tags(key: str, value: Mapping[str, str]) -> tuple[tuple[str, str],
     return tuple(sorted(value.items()))
 
 
+def _template_kms_key_arns(
+    model: TemplateModel, regions: tuple[Region, ...]
+) -> tuple[tuple[str, str], ...]:
+    """kmsKeyArns, or its former name kmsKeyArn; not both."""
+    key = REPOSITORY_TEMPLATE.full
+    if model.kms_key_arns is not None and model.kms_key_arn is not None:
+        raise ConfigError(
+            f"{key}.kmsKeyArn",
+            model.kms_key_arn,
+            "unset when kmsKeyArns is set (kmsKeyArn is kmsKeyArns' former name)",
+        )
+    if model.kms_key_arns is not None:
+        return _kms_key_arns(f"{key}.kmsKeyArns", model.kms_key_arns, regions)
+    if model.kms_key_arn is not None:
+        return _kms_key_arns(f"{key}.kmsKeyArn", model.kms_key_arn, regions)
+    return ()
+
+
 def _repository_template(
     model: TemplateModel | None, regions: tuple[Region, ...]
 ) -> RepositoryTemplate | None:
@@ -1065,11 +1110,7 @@ def _repository_template(
         image_tag_mutability_exclusion_filters=tuple(sorted(filters)),
         expire_untagged_after_days=model.expire_untagged_after_days,
         keep_last_images=model.keep_last_images,
-        kms_key_arns=(
-            ()
-            if model.kms_key_arn is None
-            else _kms_key_arns(f"{key}.kmsKeyArn", model.kms_key_arn, regions)
-        ),
+        kms_key_arns=_template_kms_key_arns(model, regions),
         resource_tags=(
             ()
             if model.resource_tags is None
@@ -1134,14 +1175,31 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
                 f"'{here.name}' ({here.partition}): one IAM role cannot serve two partitions",
             )
     stack, direct = _upstream(model, here)
+    cache_role = model.cache_role_arn
+    if cache_role is not None:
+        if model.role_name is not None:
+            raise ConfigError(
+                ROLE_NAME.full,
+                model.role_name,
+                f"unset when {CACHE_ROLE_ARN.full} is set: the stack then creates no cache role",
+            )
+        if cache_role.split(":")[1] != here.partition:
+            raise ConfigError(
+                CACHE_ROLE_ARN.full,
+                cache_role,
+                f"a role of this stack's partition ({here.partition})",
+            )
     _no_duplicates(CONSUMER_ROLE_NAMES.full, model.consumer_role_names, ignore_case=True)
+    cache_role_name = cache_role.rsplit("/", 1)[1] if cache_role is not None else model.role_name
+    cache_role_key = CACHE_ROLE_ARN if cache_role is not None else ROLE_NAME
     for i, consumer in enumerate(model.consumer_role_names):
-        if model.role_name is not None and consumer.lower() == model.role_name.lower():
+        if cache_role_name is not None and consumer.lower() == cache_role_name.lower():
             raise ConfigError(
                 f"{CONSUMER_ROLE_NAMES.full}[{i}]",
                 consumer,
-                f"a role other than the cache role ({ROLE_NAME.full} '{model.role_name}'; IAM "
-                "names ignore case): the cache role is ECR's, and pulls with its own grant",
+                f"a role other than the cache role ({cache_role_key.full} "
+                f"'{cache_role or cache_role_name}'; IAM names ignore case): the cache role is "
+                "ECR's, and pulls with its own grant",
             )
     boundary = model.permissions_boundary_arn
     if boundary is not None and boundary.split(":")[1] != here.partition:
@@ -1161,6 +1219,8 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
         consumer_role_names=tuple(sorted(model.consumer_role_names)),
         permissions_boundary_arn=boundary,
         iam_path=model.iam_path,
+        cache_role_arn=cache_role,
+        tags=_resource_tags(TAGS.full, model.tags),
     )
 
 
@@ -1321,6 +1381,8 @@ def apply_override(
             template = merged.get(REPOSITORY_TEMPLATE.full) or {}
             if raw:
                 template = json.loads(template) if isinstance(template, str) else template
+            # The member's keys replace the template's, under either of their names.
+            template = {k: v for k, v in template.items() if k != "kmsKeyArns"}
             template = {**template, "kmsKeyArn": value}
             merged[REPOSITORY_TEMPLATE.full] = json.dumps(template) if raw else template
             continue
@@ -1389,7 +1451,8 @@ def foreign_kms_keys(config: Mapping[str, Any], account_id: str) -> list[tuple[s
     template = config.get(REPOSITORY_TEMPLATE.full)
     if not isinstance(template, Mapping):
         return []
-    value = template.get("kmsKeyArn")
+    # kmsKeyArns, or its former name kmsKeyArn.
+    value = template.get("kmsKeyArns", template.get("kmsKeyArn"))
     key = OVERRIDE_KEYS["kmsKeyArn"]
     return [
         (f"{key}.{region_name}" if region_name else key, arn)

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from components.config_error import ConfigError
-from components.values import INVALID
+from .config_error import ConfigError
+from .values import INVALID
 
 _PLAIN_MESSAGES = {
     "list_type": "a YAML list",

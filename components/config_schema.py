@@ -21,14 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from components.config import (
+from .config import (
     ALLOWED_ACCOUNT_IDS_KEY,
     AWS_REGION_KEY,
     KEYS_BY_NAME,
     DownstreamModel,
     UpstreamModel,
 )
-from components.values import ACCOUNT_ID_PATTERN, Unset
+from .values import ACCOUNT_ID_PATTERN, Unset
 
 SCHEMA_PATH = "schema/stack-config.schema.json"
 # Keys that are not of ecr-ptc: nor of a namespace shaped like it ("ecr", a '-' or '_' or

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from components import quotas
-from components.aws_names import (
+from . import quotas
+from .aws_names import (
     ROOT_PREFIX,
     Region,
     region,
@@ -23,7 +23,7 @@ from components.aws_names import (
     repositories_under,
     repository_arn,
 )
-from components.config import (
+from .config import (
     REGIONS,
     REPOSITORY_PREFIX,
     RULES,
@@ -31,10 +31,10 @@ from components.config import (
     CacheRule,
     DownstreamConfig,
 )
-from components.config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
-from components.config_error import ConfigError
-from components.config_messages import config_error
-from components.values import (
+from .config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
+from .config_error import ConfigError
+from .config_messages import config_error
+from .values import (
     REPOSITORY_NAME_PATTERN,
     AccountId,
     OrganizationalUnitPath,
@@ -63,9 +63,10 @@ UPSTREAM_OUTPUTS = (*REQUIRED_UPSTREAM_OUTPUTS, ORGANIZATION_ID, ORGANIZATIONAL_
 
 # Downstream stack outputs.
 ROLE_ARN = "roleArn"
+ROLE_NAME = "roleName"
 RULES_OUTPUT = "rules"
 CONSUMER_POLICY_ARN = "consumerPolicyArn"
-DOWNSTREAM_OUTPUTS = (ROLE_ARN, RULES_OUTPUT, CONSUMER_POLICY_ARN)
+DOWNSTREAM_OUTPUTS = (ROLE_ARN, ROLE_NAME, RULES_OUTPUT, CONSUMER_POLICY_ARN)
 
 
 class UpstreamStackError(ConfigError):

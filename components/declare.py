@@ -7,13 +7,13 @@ pulumi-aws resource of its type, resolving references to other planned resources
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components import plan as p
+from . import plan as p
 
 RESOURCE_CLASSES: Mapping[str, type[pulumi.CustomResource]] = {
     p.ROLE: aws.iam.Role,
@@ -41,9 +41,10 @@ def _resolve(value: Any, declared: Mapping[str, pulumi.Resource]) -> Any:
 def declare(
     resources: tuple[p.PlannedResource, ...],
     parents: Mapping[str, pulumi.Resource],
+    after: Sequence[pulumi.Resource] = (),
 ) -> dict[str, pulumi.CustomResource]:
     """Declare `resources` in plan order (a resource comes after those it refers to), each under
-    the parent of its group. Returns them by logical name."""
+    the parent of its group and after the resources of `after`. Returns them by logical name."""
     declared: dict[str, pulumi.CustomResource] = {}
     for planned in resources:
         cls = RESOURCE_CLASSES[planned.type]
@@ -52,7 +53,7 @@ def declare(
             **_resolve(dict(planned.properties), declared),
             opts=pulumi.ResourceOptions(
                 parent=parents[planned.group],
-                depends_on=[declared[name] for name in planned.depends_on],
+                depends_on=[*after, *(declared[name] for name in planned.depends_on)],
                 delete_before_replace=planned.delete_before_replace or None,
             ),
         )

@@ -1,33 +1,42 @@
 """PullThroughCache: one downstream account's cache. The role ECR assumes to fill it, one rule
 per prefix and region, the creation templates and their role, and the consumer policy."""
 
+from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pydantic import ValidationError
 
-from components import config as keys
-from components import contract
-from components.arguments import (
+from . import config as keys
+from . import contract
+from .arguments import (
     as_argument_error,
     caller_account,
     camel_keys,
+    dependencies,
     flat_config,
     known,
 )
-from components.aws_names import region
-from components.config import (
+from .aws_names import region
+from .config import (
     DownstreamConfig,
     UpstreamRegistryModel,
     parse_downstream,
     valid_account_id,
 )
-from components.config_error import ConfigError
-from components.config_messages import config_error
-from components.contract import UpstreamFacts
-from components.declare import declare
-from components.declare import outputs as resolve_outputs
-from components.plan import CONSUMERS, MAIN, TEMPLATES, StackPlan, plan_downstream
+from .config_error import ConfigError
+from .config_messages import config_error
+from .contract import UpstreamFacts
+from .declare import declare
+from .declare import outputs as resolve_outputs
+from .plan import (
+    CONSUMERS,
+    MAIN,
+    PULL_THROUGH_CACHE_RULE,
+    TEMPLATES,
+    StackPlan,
+    plan_downstream,
+)
 
 TYPE = "ecr-ptc:index:PullThroughCache"
 # The groups' types: part of their children's URNs since the first version.
@@ -35,72 +44,128 @@ TEMPLATES_TYPE = "ecr-ptc:downstream:CacheRepositoryTemplates"
 CONSUMERS_TYPE = "ecr-ptc:downstream:CacheConsumerAccess"
 
 
-class CacheRuleArgs(TypedDict):
-    """One pull-through-cache rule: a cache namespace and the upstream namespace it copies."""
+class ImageTagMutability(StrEnum):
+    """Whether the tags of a cache repository's images can be overwritten."""
+
+    MUTABLE = "MUTABLE"
+    """Tags can be overwritten (the default)."""
+    IMMUTABLE = "IMMUTABLE"
+    """Tags cannot be overwritten."""
+    MUTABLE_WITH_EXCLUSION = "MUTABLE_WITH_EXCLUSION"
+    """Tags can be overwritten, except those matching imageTagMutabilityExclusionFilters."""
+    IMMUTABLE_WITH_EXCLUSION = "IMMUTABLE_WITH_EXCLUSION"
+    """Tags cannot be overwritten, except those matching imageTagMutabilityExclusionFilters."""
+
+
+# The argument types are named without an `Args` suffix: the generated SDKs add their own
+# (CacheRuleArgs in TypeScript, Python, Go and C#), and a type named CacheRuleArgs here would
+# come out as CacheRuleArgsArgs there.
+class CacheRule(TypedDict):
+    """One pull-through-cache rule: a cache namespace and the upstream namespace it copies.
+    Required: ecrRepositoryPrefix."""
 
     ecr_repository_prefix: pulumi.Input[str]
-    """The cache namespace in this account (2-30 characters, or ROOT)."""
+    """Required. The cache namespace in this account (2-30 characters, or ROOT)."""
     upstream_repository_prefix: NotRequired[pulumi.Input[str]]
-    """The upstream namespace it copies from. Default ROOT."""
+    """Optional. The upstream namespace it copies from. Default ROOT."""
 
 
-class UpstreamRegistryArgs(TypedDict):
-    """The upstream registry, as an UpstreamRegistryAccess (or the upstream stack) exports it."""
+class UpstreamRegistry(TypedDict):
+    """The upstream registry, as an UpstreamRegistryAccess's `upstream` output (or the upstream
+    stack) gives it. Required: accountId and region."""
 
     account_id: pulumi.Input[str]
-    """The upstream registry's 12-digit account."""
+    """Required. The upstream registry's 12-digit account."""
     region: pulumi.Input[str]
-    """The upstream registry's region."""
+    """Required. The upstream registry's region."""
     repository_prefix: NotRequired[pulumi.Input[str]]
-    """The namespace the upstream shares; rules must stay inside it. Default: all."""
+    """Optional. The namespace the upstream shares; rules must stay inside it. Default: all."""
     downstream_account_ids: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """The accounts the upstream grants. When given, this account must be among them."""
+    """Optional. The accounts the upstream grants. When given, this account must be among them
+    (unless the upstream grants an organization)."""
     organization_id: NotRequired[pulumi.Input[str]]
-    """The organization the upstream grants, if it grants one."""
+    """Optional. The organization the upstream grants, if it grants one."""
     organizational_unit_paths: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """The organization paths the upstream grants, if any."""
+    """Optional. The organization paths the upstream grants, if any."""
 
 
-class RepositoryTemplateArgs(TypedDict):
-    """Settings for the repositories ECR creates on a rule's first pull."""
+class RepositoryTemplate(TypedDict):
+    """Settings for the repositories ECR creates on a rule's first pull. Every field is
+    optional."""
 
-    image_tag_mutability: NotRequired[pulumi.Input[str]]
-    """MUTABLE (default), IMMUTABLE, MUTABLE_WITH_EXCLUSION or IMMUTABLE_WITH_EXCLUSION."""
+    image_tag_mutability: NotRequired[pulumi.Input[ImageTagMutability]]
+    """Optional. MUTABLE (default), IMMUTABLE, MUTABLE_WITH_EXCLUSION or
+    IMMUTABLE_WITH_EXCLUSION."""
     image_tag_mutability_exclusion_filters: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """Wildcard tag filters exempt from the mutability setting (the *_WITH_EXCLUSION modes)."""
+    """Optional. Wildcard tag filters exempt from the mutability setting; required by the
+    *_WITH_EXCLUSION modes, refused by the others."""
     expire_untagged_after_days: NotRequired[pulumi.Input[int]]
-    """Expire untagged images this many days after they arrived."""
+    """Optional. Expire untagged images this many days after they arrived."""
     keep_last_images: NotRequired[pulumi.Input[int]]
-    """Keep only this many images per repository."""
+    """Optional. Keep only this many images per repository."""
+    kms_key_arns: NotRequired[pulumi.Input[dict[str, pulumi.Input[str]]]]
+    """Optional. Region -> KMS key ARN, one for each region; unset: AES256."""
     kms_key_arn: NotRequired[pulumi.Input[dict[str, pulumi.Input[str]]]]
-    """Region -> KMS key ARN, one per region; unset: AES256."""
+    """Optional. The former name of kmsKeyArns; set one of the two."""
     resource_tags: NotRequired[pulumi.Input[dict[str, pulumi.Input[str]]]]
-    """Tags for the created repositories."""
+    """Optional. Tags for the created repositories."""
     description: NotRequired[pulumi.Input[str]]
-    """The template's description (1-256 characters). Default: generated."""
+    """Optional. The template's description (1-256 characters). Default: generated."""
+
+
+# The names of the first version, for programs that import them.
+CacheRuleArgs = CacheRule
+UpstreamRegistryArgs = UpstreamRegistry
+RepositoryTemplateArgs = RepositoryTemplate
+
+
+class RegionalCacheRule(TypedDict):
+    """A pull-through-cache rule as created in one region. Its keys are camelCase in every
+    language, as in the downstream stack's `rules` output."""
+
+    ecrRepositoryPrefix: str
+    """The cache namespace in this account."""
+    upstreamRepositoryPrefix: str
+    """The upstream namespace it copies from."""
+    region: str
+    """The region of this rule."""
+    upstreamRegistryUrl: str
+    """The upstream registry's host name."""
+    imageUriPrefix: str
+    """What to pull from: <account>.dkr.ecr.<region>.<suffix>/<ecrRepositoryPrefix>."""
 
 
 class PullThroughCacheArgs(TypedDict):
-    """One downstream account's pull-through cache of an upstream ECR registry."""
+    """One downstream account's pull-through cache of an upstream ECR registry. Required:
+    regions, rules and upstream."""
 
     regions: pulumi.Input[list[pulumi.Input[str]]]
-    """Regions to create every rule in; one partition."""
-    rules: pulumi.Input[list[pulumi.Input[CacheRuleArgs]]]
-    """1 to 50 rules."""
-    upstream: pulumi.Input[UpstreamRegistryArgs]
-    """The upstream registry."""
+    """Required. Regions to create every rule in; one partition."""
+    rules: pulumi.Input[list[pulumi.Input[CacheRule]]]
+    """Required. 1 to 50 rules."""
+    upstream: pulumi.Input[UpstreamRegistry]
+    """Required. The upstream registry: an UpstreamRegistryAccess's `upstream` output, or its
+    account and region."""
     account_id: NotRequired[pulumi.Input[str]]
-    """This (downstream) account. Default: the account of the AWS provider's credentials."""
+    """Optional. This (downstream) account. Default: the account of the AWS provider's
+    credentials."""
     role_name: NotRequired[pulumi.Input[str]]
-    """Name of the cache role. Default: generated."""
+    """Optional. Name of the cache role. Default: generated. Not with cacheRoleArn."""
+    cache_role_arn: NotRequired[pulumi.Input[str]]
+    """Optional. An existing role of this account for ECR to assume instead of creating one
+    (no cache role and no role policy are created; the role's permissions are its owner's)."""
     consumer_role_names: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """Existing roles of this account to attach the consumer policy to."""
-    repository_template: NotRequired[pulumi.Input[RepositoryTemplateArgs]]
-    """Settings for the cache repositories ECR creates; unset: no creation template."""
+    """Optional. Existing roles of this account to attach the consumer policy to."""
+    repository_template: NotRequired[pulumi.Input[RepositoryTemplate]]
+    """Optional. Settings for the cache repositories ECR creates; unset: no creation template."""
     permissions_boundary_arn: NotRequired[pulumi.Input[str]]
-    """Permissions boundary (a managed policy ARN) of every role the component creates."""
+    """Optional. Permissions boundary (a managed policy ARN) of every role the component
+    creates."""
     iam_path: NotRequired[pulumi.Input[str]]
-    """IAM path of every role the component creates. Default: /."""
+    """Optional. IAM path of every role the component creates. Default: /."""
+    tags: NotRequired[pulumi.Input[dict[str, pulumi.Input[str]]]]
+    """Optional. Tags for every taggable resource the component creates (its roles and its
+    managed policy); at most 50."""
 
 
 ARGUMENT_NAMES = {
@@ -132,6 +197,8 @@ def downstream_config(values: dict[str, Any]) -> DownstreamConfig:
                 keys.REPOSITORY_TEMPLATE.full: camel_keys(values.get("repository_template")),
                 keys.PERMISSIONS_BOUNDARY_ARN.full: values.get("permissions_boundary_arn"),
                 keys.IAM_PATH.full: values.get("iam_path"),
+                keys.CACHE_ROLE_ARN.full: values.get("cache_role_arn"),
+                keys.TAGS.full: values.get("tags"),
             }
         )
     )
@@ -169,15 +236,17 @@ def plan(name: str, args: PullThroughCacheArgs, account_id: str | None = None) -
 
 
 class PullThroughCache(pulumi.ComponentResource):
-    """The role the pull-through-cache service assumes, one rule per prefix and region, the
-    creation templates (with their role when they encrypt with KMS or tag), and the managed
-    policy that lets this account's principals pull through the cache."""
+    """The role the pull-through-cache service assumes (or an existing one), one rule per prefix
+    and region, the creation templates (with their role when they encrypt with KMS or tag), and
+    the managed policy that lets this account's principals pull through the cache."""
 
     role_arn: pulumi.Output[str]
     """The cache role ECR assumes to copy images from the upstream."""
-    rules: pulumi.Output[list[dict[str, str]]]
-    """One entry per rule and region: ecrRepositoryPrefix, upstreamRepositoryPrefix, region,
-    upstreamRegistryUrl and imageUriPrefix (what to pull from)."""
+    role_name: pulumi.Output[str]
+    """The cache role's name."""
+    rules: pulumi.Output[list[RegionalCacheRule]]
+    """One entry per rule and region, sorted by region and prefix; known once the rules exist,
+    so what reads imageUriPrefix waits for them."""
     consumer_policy_arn: pulumi.Output[str]
     """The managed policy to attach to the principals that pull through the cache."""
 
@@ -207,14 +276,19 @@ class PullThroughCache(pulumi.ComponentResource):
                 parent=self, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
             ),
         )
-        declared = declare(planned.resources, parents)
+        # The upstream's grant (an UpstreamRegistryAccess's `upstream` output) comes first.
+        declared = declare(planned.resources, parents, dependencies(args.get("upstream")))
         outputs = resolve_outputs(planned.outputs, declared)
-        self.role_arn = outputs[contract.ROLE_ARN]
-        self.rules = pulumi.Output.from_input(outputs[contract.RULES_OUTPUT])
+        self.role_arn = pulumi.Output.from_input(outputs[contract.ROLE_ARN])
+        self.role_name = pulumi.Output.from_input(outputs[contract.ROLE_NAME])
+        rule_resources = [declared[r.name] for r in planned.of_type(PULL_THROUGH_CACHE_RULE)]
+        summaries: list[RegionalCacheRule] = outputs[contract.RULES_OUTPUT]
+        self.rules = pulumi.Output.all(*(r.urn for r in rule_resources)).apply(lambda _: summaries)
         self.consumer_policy_arn = outputs[contract.CONSUMER_POLICY_ARN]
         self.register_outputs(
             {
                 "roleArn": self.role_arn,
+                "roleName": self.role_name,
                 "rules": self.rules,
                 "consumerPolicyArn": self.consumer_policy_arn,
             }

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components import contract, quotas
-from components.aws_names import image_uri_prefix
-from components.config import (
+from . import contract, quotas
+from .aws_names import image_uri_prefix
+from .config import (
+    CACHE_ROLE_ARN,
     DOWNSTREAM_ACCOUNT_IDS,
     EXTRA_REGISTRY_POLICY_STATEMENTS,
     ORGANIZATION_ID,
@@ -25,13 +26,14 @@ from components.config import (
     refuse_statement_problems,
     statement_registry,
 )
-from components.contract import (
+from .config_error import ConfigError
+from .contract import (
     UpstreamFacts,
     check_pairing,
     shared_repository_arn_pattern,
     upstream_repository_arns,
 )
-from components.policies import (
+from .policies import (
     cache_role_permissions,
     cache_role_trust_policy,
     canonical_json,
@@ -43,7 +45,7 @@ from components.policies import (
     template_role_trust_policy,
     upstream_read_statements,
 )
-from components.repositories import cache_repository_arns_any_region
+from .repositories import cache_repository_arns_any_region
 
 # Pulumi type tokens of what the plans declare.
 ROLE = "aws:iam/role:Role"
@@ -308,9 +310,32 @@ def rule_summaries(
     return sorted(summaries, key=lambda s: (s["region"], s["ecrRepositoryPrefix"]))
 
 
-def _role_limits(config: DownstreamConfig) -> dict[str, str | None]:
-    """What every role of ours carries: the permissions boundary and the IAM path configured."""
-    return {"permissions_boundary": config.permissions_boundary_arn, "path": config.iam_path}
+def _role_limits(config: DownstreamConfig) -> dict[str, Any]:
+    """What every role of ours carries: the permissions boundary, the IAM path and the tags
+    configured."""
+    return {
+        "permissions_boundary": config.permissions_boundary_arn,
+        "path": config.iam_path,
+        **_tags(config),
+    }
+
+
+def _tags(config: DownstreamConfig) -> dict[str, Any]:
+    """The configured tags, for every taggable resource of ours (roles, the managed policy)."""
+    return {"tags": dict(config.tags)} if config.tags else {}
+
+
+def _check_cache_role(config: DownstreamConfig, account_id: str) -> None:
+    """An existing cache role must be a role of this (downstream) account: ECR assumes it in the
+    registry it fills."""
+    arn = config.cache_role_arn
+    if arn is not None and arn.split(":")[4] != account_id:
+        raise ConfigError(
+            CACHE_ROLE_ARN.full,
+            arn,
+            f"a role of this account ({account_id}): ECR assumes the cache role in the account "
+            "whose registry it fills",
+        )
 
 
 def _template_resources(
@@ -393,12 +418,11 @@ def _template_resources(
     return resources, names
 
 
-def plan_downstream(
-    config: DownstreamConfig, facts: UpstreamFacts, account_id: str, name: str
-) -> StackPlan:
-    check_pairing(facts, config, account_id)
-    role, role_policy = f"{name}-role", f"{name}-role-policy"
-    resources = [
+def _cache_role(
+    config: DownstreamConfig, facts: UpstreamFacts, account_id: str, role: str, role_policy: str
+) -> list[PlannedResource]:
+    """The role ECR assumes to fill the cache, and its permissions."""
+    return [
         PlannedResource(
             ROLE,
             role,
@@ -418,6 +442,24 @@ def plan_downstream(
             _props(role=Ref(role, "id"), policy=role_permissions_text(config, facts, account_id)),
         ),
     ]
+
+
+def plan_downstream(
+    config: DownstreamConfig, facts: UpstreamFacts, account_id: str, name: str
+) -> StackPlan:
+    check_pairing(facts, config, account_id)
+    _check_cache_role(config, account_id)
+    role, role_policy = f"{name}-role", f"{name}-role-policy"
+    resources: list[PlannedResource] = []
+    role_arn: str | Ref = Ref(role, "arn")
+    role_name: str | Ref = Ref(role, "name")
+    rule_needs: tuple[str, ...] = (role_policy,)
+    if config.cache_role_arn is not None:
+        # An existing role: ECR assumes it as it is; its permissions are its owner's.
+        role_arn, rule_needs = config.cache_role_arn, ()
+        role_name = config.cache_role_arn.rsplit("/", 1)[1]
+    else:
+        resources += _cache_role(config, facts, account_id, role, role_policy)
     templates: dict[tuple[str, str], str] = {}
     if config.repository_template is not None:
         planned, templates = _template_resources(
@@ -437,11 +479,11 @@ def plan_downstream(
                         ecr_repository_prefix=rule.ecr_repository_prefix,
                         upstream_repository_prefix=rule.upstream_repository_prefix,
                         upstream_registry_url=facts.registry_url,
-                        custom_role_arn=Ref(role, "arn"),
+                        custom_role_arn=role_arn,
                     ),
                     # ECR assumes the role when it first pulls: its permissions must be in place
                     # by then. A template applies only to repositories created after it exists.
-                    depends_on=(role_policy, *([template] if template else [])),
+                    depends_on=(*rule_needs, *([template] if template else [])),
                     # The rule's id is its prefix and the prefix and URL force replacement: the
                     # old rule must go before the new one can exist.
                     delete_before_replace=True,
@@ -457,6 +499,7 @@ def plan_downstream(
             _props(
                 description="Pull images through the ECR pull-through cache of ecr-ptc",
                 policy=consumer_policy_text(config, account_id),
+                **_tags(config),
             ),
             group=CONSUMERS,
         )
@@ -477,7 +520,8 @@ def plan_downstream(
         config.region.name,
         tuple(resources),
         {
-            contract.ROLE_ARN: Ref(role, "arn"),
+            contract.ROLE_ARN: role_arn,
+            contract.ROLE_NAME: role_name,
             contract.RULES_OUTPUT: rule_summaries(config, facts, account_id),
             contract.CONSUMER_POLICY_ARN: Ref(policy, "arn"),
         },

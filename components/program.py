@@ -9,8 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import contract
-from components.config import (
+from . import contract
+from .config import (
     DownstreamConfig,
     RawConfig,
     StackConfig,
@@ -18,15 +18,16 @@ from components.config import (
     allowed_account_id,
     parse,
 )
-from components.contract import UpstreamFacts
-from components.downstream import (
+from .contract import UpstreamFacts
+from .downstream import (
+    ImageTagMutability,
     PullThroughCache,
     PullThroughCacheArgs,
     RepositoryTemplateArgs,
     UpstreamRegistryArgs,
 )
-from components.plan import StackPlan, plan_downstream, plan_upstream
-from components.upstream import UpstreamRegistryAccess, UpstreamRegistryAccessArgs
+from .plan import StackPlan, plan_downstream, plan_upstream
+from .upstream import GrantVia, UpstreamRegistryAccess, UpstreamRegistryAccessArgs
 
 COMPONENT_NAME = "ecr-ptc"
 # The first version's component types: the aliases keep every resource's URN, so upgrading
@@ -45,7 +46,7 @@ def upstream_args(config: UpstreamConfig, account_id: str) -> UpstreamRegistryAc
         "organization_id": config.organization_id or "",
         "organizational_unit_paths": list(config.organizational_unit_paths),
         "repository_prefix": config.repository_prefix or "",
-        "grant_via": config.grant_via,
+        "grant_via": GrantVia(config.grant_via),
         "repositories": list(config.repositories),
         "manage_registry_policy_scope": config.manage_registry_policy_scope,
         "extra_registry_policy_statements": [
@@ -86,9 +87,13 @@ def downstream_args(
         args["permissions_boundary_arn"] = config.permissions_boundary_arn
     if config.iam_path is not None:
         args["iam_path"] = config.iam_path
+    if config.cache_role_arn is not None:
+        args["cache_role_arn"] = config.cache_role_arn
+    if config.tags:
+        args["tags"] = dict(config.tags)
     if template is not None:
         settings: RepositoryTemplateArgs = {
-            "image_tag_mutability": template.image_tag_mutability,
+            "image_tag_mutability": ImageTagMutability(template.image_tag_mutability),
             "image_tag_mutability_exclusion_filters": list(
                 template.image_tag_mutability_exclusion_filters
             ),
@@ -98,7 +103,7 @@ def downstream_args(
         if template.keep_last_images is not None:
             settings["keep_last_images"] = template.keep_last_images
         if template.kms_key_arns:
-            settings["kms_key_arn"] = dict(template.kms_key_arns)
+            settings["kms_key_arns"] = dict(template.kms_key_arns)
         if template.resource_tags:
             settings["resource_tags"] = dict(template.resource_tags)
         if template.description is not None:
@@ -170,6 +175,7 @@ async def program(raw: RawConfig, stack_name: str) -> dict[str, Any]:
     )
     return {
         contract.ROLE_ARN: cache.role_arn,
+        contract.ROLE_NAME: cache.role_name,
         contract.RULES_OUTPUT: cache.rules,
         contract.CONSUMER_POLICY_ARN: cache.consumer_policy_arn,
     }

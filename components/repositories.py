@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from components.aws_names import repositories_under, repository_arn_in
-from components.config import DownstreamConfig
+from .aws_names import repositories_under, repository_arn_in
+from .config import DownstreamConfig
 
 
 def cache_repository_arns_any_region(config: DownstreamConfig, account_id: str) -> list[str]:

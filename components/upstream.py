@@ -1,53 +1,70 @@
 """UpstreamRegistryAccess: the upstream account's grant to the downstream accounts."""
 
+from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from components import config as keys
-from components import contract
-from components.arguments import (
+from . import config as keys
+from . import contract
+from .arguments import (
     as_argument_error,
     caller_account,
     flat_config,
     known,
     to_camel,
 )
-from components.config import UpstreamConfig, parse_upstream, valid_account_id
-from components.config_error import ConfigError
-from components.declare import declare
-from components.plan import MAIN, plan_upstream
+from .config import UpstreamConfig, parse_upstream, valid_account_id
+from .config_error import ConfigError
+from .contract import UpstreamFacts
+from .declare import declare
+from .downstream import UpstreamRegistry
+from .plan import MAIN, plan_upstream, upstream_facts
 
 TYPE = "ecr-ptc:index:UpstreamRegistryAccess"
 
 
+class GrantVia(StrEnum):
+    """How the upstream grants the downstream accounts read access."""
+
+    REGISTRY = "registry"
+    """One registry policy over the shared repositories (the default)."""
+    REPOSITORY = "repository"
+    """One repository policy on each repository of `repositories`."""
+
+
 class UpstreamRegistryAccessArgs(TypedDict):
-    """Who may cache from this registry, and which of its repositories they may read."""
+    """Who may cache from this registry, and which of its repositories they may read. Required:
+    region; and at least one grantee (downstreamAccountIds, organizationId or
+    organizationalUnitPaths)."""
 
     region: pulumi.Input[str]
-    """The upstream registry's region, e.g. us-east-1."""
+    """Required. The upstream registry's region, e.g. us-east-1."""
     account_id: NotRequired[pulumi.Input[str]]
-    """The upstream registry's 12-digit account. Default: the account of the AWS provider's
-    credentials."""
+    """Optional. The upstream registry's 12-digit account. Default: the account of the AWS
+    provider's credentials."""
     downstream_account_ids: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """12-digit IDs of the accounts allowed to cache from this registry."""
+    """Optional. 12-digit IDs of the accounts allowed to cache from this registry."""
     organization_id: NotRequired[pulumi.Input[str]]
-    """AWS Organization ID (o-...) whose every account may cache from this registry."""
+    """Optional. AWS Organization ID (o-...) whose every account may cache from this
+    registry."""
     organizational_unit_paths: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """Organization paths (o-.../r-.../ou-.../) whose accounts may cache; narrower than
-    organizationId."""
+    """Optional. Organization paths (o-.../r-.../ou-.../) whose accounts may cache; narrower
+    than organizationId."""
     repository_prefix: NotRequired[pulumi.Input[str]]
-    """Share only repositories under this namespace (golden shares repository/golden/*)."""
-    grant_via: NotRequired[pulumi.Input[str]]
-    """'registry' (one registry policy, the default) or 'repository' (one repository policy per
-    entry of repositories)."""
+    """Optional. Share only repositories under this namespace (golden shares
+    repository/golden/*)."""
+    grant_via: NotRequired[pulumi.Input[GrantVia]]
+    """Optional. registry (one registry policy, the default) or repository (one repository
+    policy per entry of repositories)."""
     repositories: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """Repositories to grant when grantVia is 'repository'."""
+    """Optional. Repositories to grant; required when grantVia is repository, refused
+    otherwise."""
     manage_registry_policy_scope: NotRequired[pulumi.Input[bool]]
-    """Set REGISTRY_POLICY_SCOPE to V2, without which the registry policy is rejected. Default
-    true."""
+    """Optional. Set REGISTRY_POLICY_SCOPE to V2, without which the registry policy is
+    rejected. Default true."""
     extra_registry_policy_statements: NotRequired[pulumi.Input[list[dict[str, Any]]]]
-    """IAM statements owned by others that the registry policy must keep."""
+    """Optional. IAM statements owned by others that the registry policy must keep."""
 
 
 # Config key -> argument name, so a refusal names what the caller wrote.
@@ -67,6 +84,21 @@ def upstream_config(values: dict[str, Any]) -> UpstreamConfig:
     return parse_upstream(flat_config(flat))
 
 
+def upstream_registry(facts: UpstreamFacts) -> UpstreamRegistry:
+    """The upstream as PullThroughCache's `upstream` argument describes it."""
+    registry: UpstreamRegistry = {
+        "account_id": facts.account_id,
+        "region": facts.region.name,
+        "downstream_account_ids": list(facts.downstream_account_ids or ()),
+        "organizational_unit_paths": list(facts.organizational_unit_paths),
+    }
+    if facts.repository_prefix is not None:
+        registry["repository_prefix"] = facts.repository_prefix
+    if facts.organization_id is not None:
+        registry["organization_id"] = facts.organization_id
+    return registry
+
+
 class UpstreamRegistryAccess(pulumi.ComponentResource):
     """Lets the downstream accounts (or the organization, or some of its OUs) read this
     registry's images, through one registry policy or one repository policy per repository."""
@@ -77,6 +109,9 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
     """The registry's host name, what the pull-through-cache rules point at."""
     repository_arn_pattern: pulumi.Output[str]
     """The ARN pattern of the shared repositories."""
+    upstream: pulumi.Output[UpstreamRegistry]
+    """This registry and whom it grants, exactly as PullThroughCache's `upstream` input takes
+    it; known once the grant exists, so a cache given it waits for the grant."""
     outputs: pulumi.Output[dict[str, Any]]
     """Everything a downstream stack reads from the upstream (the stack outputs)."""
 
@@ -99,7 +134,11 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
                 err, f"UpstreamRegistryAccess {name!r}", ARGUMENT_NAMES
             ) from None
         super().__init__(TYPE, name, None, opts)
-        declare(planned.resources, {MAIN: self})
+        declared = declare(planned.resources, {MAIN: self})
+        facts = upstream_facts(config, planned.account_id)
+        self.upstream = pulumi.Output.all(*(r.urn for r in declared.values())).apply(
+            lambda _: upstream_registry(facts)
+        )
         self.account_id = pulumi.Output.from_input(planned.account_id)
         self.registry_url = pulumi.Output.from_input(
             planned.outputs[contract.UPSTREAM_REGISTRY_URL]
@@ -113,6 +152,7 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
                 "accountId": self.account_id,
                 "registryUrl": self.registry_url,
                 "repositoryArnPattern": self.repository_arn_pattern,
+                "upstream": self.upstream,
                 "outputs": self.outputs,
             }
         )

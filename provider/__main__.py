@@ -4,6 +4,8 @@ this serves UpstreamRegistryAccess and PullThroughCache to the calling program (
 The components are imported from the repository this directory is part of: `pulumi package add`
 clones the whole repository and runs this directory, so components/ is one level up, the same
 code the repository's own stacks run. provider/pyproject.toml installs their dependencies.
+provider/host.py is Pulumi's component host with every argument resolved before it is mapped;
+it serves provider/package.py's schema, the one provider/schema.json holds.
 """
 
 import sys
@@ -11,9 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi.provider.experimental import component_provider_host
-
-from provider.package import COMPONENTS, NAME, version
+from provider.host import host
+from provider.package import COMPONENTS, NAME, schema, version
 
 if __name__ == "__main__":
-    component_provider_host(COMPONENTS, NAME, version=version())
+    host(COMPONENTS, NAME, version(), schema())

@@ -6,6 +6,7 @@ with a fresh one, so a change of the components' public interface is always a de
 """
 
 import importlib.metadata
+import inspect
 import json
 import sys
 import tomllib
@@ -20,6 +21,14 @@ from components.downstream import PullThroughCache
 from components.upstream import UpstreamRegistryAccess
 
 NAME = "ecr-ptc"
+# The schema's namespace: generated SDKs are @ecrptc/ecr-ptc (Node.js), Ecrptc.EcrPtc (.NET) and
+# com.ecrptc.ecrptc (Java), not under Pulumi's own @pulumi/ and Pulumi. namespace. One word: Java
+# and .NET take it into identifiers.
+NAMESPACE = "ecrptc"
+# Inputs kept under a former name: type token -> property -> what to use instead.
+DEPRECATED = {
+    f"{NAME}:index:RepositoryTemplate": {"kmsKeyArn": "Use kmsKeyArns (the same map)."},
+}
 COMPONENTS: list[type[pulumi.ComponentResource]] = [UpstreamRegistryAccess, PullThroughCache]
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
@@ -35,18 +44,36 @@ def version() -> str:
     return importlib.metadata.version(NAME)
 
 
+def _cleaned(value: Any) -> Any:
+    """Every description dedented (inspect.cleandoc): Python 3.13 dedents docstrings itself,
+    3.11 and 3.12 do not, and the schema must be the same under each."""
+    if isinstance(value, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _cleaned(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    return value
+
+
 def schema() -> dict[str, Any]:
-    """The package schema, as the component host serves it, inferred offline by the analyzer."""
+    """The package schema, inferred offline by the analyzer: the one source of what the
+    component host serves and of provider/schema.json."""
     result = Analyzer(NAME).analyze(COMPONENTS)
     spec = generate_schema(
         NAME,
         version(),
-        None,
+        NAMESPACE,
         result["component_definitions"],
         result["type_definitions"],
         sorted(result["dependencies"], key=lambda d: f"{d.name}{d.version}"),
     )
-    return dict(spec.to_json())
+    document: dict[str, Any] = _cleaned(spec.to_json())
+    for token, properties in DEPRECATED.items():
+        for name, message in properties.items():
+            document["types"][token]["properties"][name]["deprecationMessage"] = message
+    return document
 
 
 def schema_text() -> str:

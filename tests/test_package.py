@@ -4,6 +4,7 @@ package's host calls them, under Pulumi mocks. No Pulumi CLI and no AWS involved
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import runpy
@@ -20,6 +21,9 @@ import pulumi.runtime.settings
 import pytest
 import yaml
 
+import provider.host
+from components import downstream as downstream_module
+from components import upstream as upstream_module
 from components.config_error import ConfigError
 from components.downstream import PullThroughCache, PullThroughCacheArgs
 from components.upstream import UpstreamRegistryAccess, UpstreamRegistryAccessArgs
@@ -76,12 +80,12 @@ def test_required_inputs(schema: dict[str, Any]) -> None:
     resources, types = schema["resources"], schema["types"]
     assert resources[UPSTREAM]["requiredInputs"] == ["region"]
     assert sorted(resources[CACHE]["requiredInputs"]) == ["regions", "rules", "upstream"]
-    assert types["ecr-ptc:index:CacheRuleArgs"]["required"] == ["ecrRepositoryPrefix"]
-    assert sorted(types["ecr-ptc:index:UpstreamRegistryArgs"]["required"]) == [
+    assert types["ecr-ptc:index:CacheRule"]["required"] == ["ecrRepositoryPrefix"]
+    assert sorted(types["ecr-ptc:index:UpstreamRegistry"]["required"]) == [
         "accountId",
         "region",
     ]
-    assert "required" not in types["ecr-ptc:index:RepositoryTemplateArgs"]
+    assert "required" not in types["ecr-ptc:index:RepositoryTemplate"]
 
 
 def test_outputs(schema: dict[str, Any]) -> None:
@@ -91,8 +95,115 @@ def test_outputs(schema: dict[str, Any]) -> None:
         "outputs",
         "registryUrl",
         "repositoryArnPattern",
+        "upstream",
     ]
-    assert sorted(resources[CACHE]["properties"]) == ["consumerPolicyArn", "roleArn", "rules"]
+    assert sorted(resources[CACHE]["properties"]) == [
+        "consumerPolicyArn",
+        "roleArn",
+        "roleName",
+        "rules",
+    ]
+
+
+def test_typed_outputs(schema: dict[str, Any]) -> None:
+    """`rules` is a list of a declared object type; `upstream` is exactly the cache's input."""
+    resources, types = schema["resources"], schema["types"]
+    rules = resources[CACHE]["properties"]["rules"]
+    assert rules["items"]["$ref"] == "#/types/ecr-ptc:index:RegionalCacheRule"
+    assert sorted(types["ecr-ptc:index:RegionalCacheRule"]["required"]) == [
+        "ecrRepositoryPrefix",
+        "imageUriPrefix",
+        "region",
+        "upstreamRegistryUrl",
+        "upstreamRepositoryPrefix",
+    ]
+    upstream = resources[UPSTREAM]["properties"]["upstream"]
+    assert upstream["$ref"] == resources[CACHE]["inputProperties"]["upstream"]["$ref"]
+
+
+def test_type_names_take_no_args_suffix(schema: dict[str, Any]) -> None:
+    """Generated SDKs add `Args` to input types themselves: CacheRuleArgs, not CacheRuleArgsArgs.
+    Nor `Output`, which the Go SDK adds to a type's output wrapper."""
+    for token in schema["types"]:
+        assert not token.endswith(("Args", "Output")), token
+
+
+def test_enums(schema: dict[str, Any]) -> None:
+    types = schema["types"]
+    grant_via = schema["resources"][UPSTREAM]["inputProperties"]["grantVia"]
+    assert grant_via["$ref"] == "#/types/ecr-ptc:index:GrantVia"
+    assert [e["value"] for e in types["ecr-ptc:index:GrantVia"]["enum"]] == [
+        "registry",
+        "repository",
+    ]
+    mutability = types["ecr-ptc:index:RepositoryTemplate"]["properties"]["imageTagMutability"]
+    assert mutability["$ref"] == "#/types/ecr-ptc:index:ImageTagMutability"
+    assert [e["value"] for e in types["ecr-ptc:index:ImageTagMutability"]["enum"]] == [
+        "MUTABLE",
+        "IMMUTABLE",
+        "MUTABLE_WITH_EXCLUSION",
+        "IMMUTABLE_WITH_EXCLUSION",
+    ]
+
+
+def test_namespace(schema: dict[str, Any]) -> None:
+    """Generated SDKs are the package's own (@ecrptc/ecr-ptc), not under Pulumi's @pulumi/."""
+    assert schema["namespace"] == package.NAMESPACE == "ecrptc"
+
+
+def test_kms_key_arn_is_a_deprecated_alias_of_kms_key_arns(schema: dict[str, Any]) -> None:
+    properties = schema["types"]["ecr-ptc:index:RepositoryTemplate"]["properties"]
+    assert "deprecationMessage" not in properties["kmsKeyArns"]
+    assert "kmsKeyArns" in properties["kmsKeyArn"]["deprecationMessage"]
+    assert properties["kmsKeyArn"]["additionalProperties"] == properties["kmsKeyArns"][
+        "additionalProperties"
+    ] | {"description": properties["kmsKeyArn"]["description"]}
+
+
+def test_every_input_says_whether_it_is_required(schema: dict[str, Any]) -> None:
+    objects = [
+        (token, r["inputProperties"], r.get("requiredInputs", []))
+        for token, r in schema["resources"].items()
+    ]
+    objects += [
+        (token, t["properties"], t.get("required", []))
+        for token, t in schema["types"].items()
+        if "properties" in t and token != "ecr-ptc:index:RegionalCacheRule"
+    ]
+    for token, properties, required in objects:
+        for name, prop in properties.items():
+            said = "Required." if name in required else "Optional."
+            assert prop["description"].startswith(said), f"{token}.{name}"
+
+
+def _descriptions(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "description" and isinstance(item, str):
+                yield item
+            else:
+                yield from _descriptions(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _descriptions(item)
+
+
+def test_no_description_keeps_source_indentation(schema: dict[str, Any]) -> None:
+    """Python 3.13 dedents docstrings, 3.11 and 3.12 do not: the schema must not show it."""
+    for description in _descriptions(schema):
+        assert description == inspect.cleandoc(description), description
+
+
+def test_the_schema_is_the_same_with_docstrings_dedented(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As Python 3.13 compiles the components: every class docstring already dedented."""
+    before = package.schema_text()
+    for module in (downstream_module, upstream_module):
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == module.__name__ and value.__doc__:
+                monkeypatch.setattr(value, "__doc__", inspect.cleandoc(value.__doc__))
+    assert package.schema_text() == before
 
 
 def input_properties(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -100,7 +211,7 @@ def input_properties(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, An
         for name, prop in resource["inputProperties"].items():
             yield f"{token}.{name}", prop
     for token, typ in schema["types"].items():
-        for name, prop in typ["properties"].items():
+        for name, prop in typ.get("properties", {}).items():
             yield f"{token}.{name}", prop
 
 
@@ -121,16 +232,17 @@ def test_inputs_are_camel_case_like_config(schema: dict[str, Any]) -> None:
 def test_main_hosts_the_two_components_at_the_projects_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """...and serves provider/package.py's schema (the one provider/schema.json holds)."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(
-        pulumi.provider.experimental,
-        "component_provider_host",
-        lambda *args, **kwargs: calls.append((args, kwargs)),
-    )
+    monkeypatch.setattr(provider.host, "host", lambda *args, **kwargs: calls.append((args, kwargs)))
     runpy.run_path(str(PROVIDER / "__main__.py"), run_name="__main__")
     [(args, kwargs)] = calls
-    assert args == ([UpstreamRegistryAccess, PullThroughCache], "ecr-ptc")
-    assert kwargs == {"version": pyproject()["project"]["version"]}
+    served = {**dict(zip(("components", "name", "version", "schema"), args, strict=False))}
+    served.update(kwargs)
+    assert served["components"] == [UpstreamRegistryAccess, PullThroughCache]
+    assert served["name"] == "ecr-ptc"
+    assert served["version"] == pyproject()["project"]["version"]
+    assert served["schema"] == package.schema()
 
 
 def test_main_imports_the_components_of_its_own_repository(tmp_path: Path) -> None:
@@ -163,15 +275,26 @@ def test_plugin_runs_with_uv_from_its_own_locked_environment() -> None:
 
 
 def test_plugin_dependencies_are_the_projects() -> None:
-    """The package serves the repository's components: the same runtime dependencies, pinned
-    alike (`make lock` regenerates provider/uv.lock with the others)."""
-    own = tomllib.loads((PROVIDER / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert sorted(own) == sorted(pyproject()["project"]["dependencies"])
+    """The package serves the repository's components: the same runtime dependencies, each
+    pinned exactly to the version the repository's lock runs (`make lock` regenerates
+    provider/uv.lock with the others), within the library's ranges."""
+    from packaging.requirements import Requirement
+
+    own = [
+        Requirement(r)
+        for r in tomllib.loads((PROVIDER / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
+    ranges = {Requirement(r).name: Requirement(r) for r in pyproject()["project"]["dependencies"]}
+    assert sorted(r.name for r in own) == sorted(ranges)
+    project_lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    tested = {p["name"]: p.get("version") for p in project_lock["package"]}
     lock = tomllib.loads((PROVIDER / "uv.lock").read_text())
     locked = {p["name"]: p.get("version") for p in lock["package"]}
     for requirement in own:
-        name, version = requirement.split("==")
-        assert locked[name] == version, requirement
+        [pin] = list(requirement.specifier)
+        assert pin.operator == "==", requirement
+        assert locked[requirement.name] == pin.version == tested[requirement.name], requirement
+        assert ranges[requirement.name].specifier.contains(pin.version), requirement
 
 
 # --- the components as the package's host calls them ----------------------------------------------

@@ -2,15 +2,14 @@
 grants the downstream account read access to its `golden/` repositories, and the downstream
 account caches them in two regions. Each side runs with its own AWS provider (its own account).
 
-Requires ecr-ptc's `components` package:
-pip install git+https://github.com/<owner>/ecr-ptc@v0.2.0
+Requires ecr-ptc's library, whose import package is `ecr_ptc`:
+pip install git+https://github.com/<owner>/ecr-ptc@vX.Y.Z
 """
 
 import pulumi
 import pulumi_aws as aws
-
-from components.downstream import PullThroughCache
-from components.upstream import UpstreamRegistryAccess
+from ecr_ptc.downstream import PullThroughCache
+from ecr_ptc.upstream import UpstreamRegistryAccess
 
 config = pulumi.Config()
 downstream_account_id = config.require("downstreamAccountId")
@@ -48,20 +47,18 @@ cache = PullThroughCache(
         "regions": ["eu-west-1", "eu-central-1"],
         "rules": [{"ecr_repository_prefix": "golden", "upstream_repository_prefix": "golden"}],
         # The upstream as UpstreamRegistryAccess describes it: the cache checks that the
-        # upstream grants this account and that every rule stays inside the shared namespace.
-        "upstream": {
-            "account_id": access.account_id,
-            "region": UPSTREAM_REGION,
-            "repository_prefix": SHARED_PREFIX,
-            "downstream_account_ids": access.outputs.apply(lambda o: o["downstreamAccountIds"]),
-        },
+        # upstream grants this account and that every rule stays inside the shared namespace,
+        # and its resources wait for the grant.
+        "upstream": access.upstream,
         "repository_template": {"expire_untagged_after_days": 14},
+        "tags": {"team": "platform"},
     },
     pulumi.ResourceOptions(providers=[downstream_provider]),
 )
 
 pulumi.export("upstreamRegistryUrl", access.registry_url)
 pulumi.export("cacheRoleArn", cache.role_arn)
+pulumi.export("cacheRoleName", cache.role_name)
 pulumi.export("consumerPolicyArn", cache.consumer_policy_arn)
 pulumi.export(
     "imageUriPrefixes", cache.rules.apply(lambda rules: [r["imageUriPrefix"] for r in rules])

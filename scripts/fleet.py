@@ -61,6 +61,9 @@ from scripts.fleet_cli import (
     details_text,
     write_stack_file,
 )
+from scripts.fleet_cli import (
+    INTERRUPTED as HOW_INTERRUPTED,
+)
 from scripts.fleet_members import (
     BATCH,
     PREVIEW,
@@ -374,8 +377,6 @@ class Stop:
         if not self.processes.running() or self._cancelled.is_set():
             return
         self._cancelled.set()
-        from scripts.fleet_cli import INTERRUPTED as HOW_INTERRUPTED
-
         self.processes.signal_all(signal.SIGINT, HOW_INTERRUPTED)
         deadline = time.monotonic() + kill_after(self.grace)
         while time.monotonic() < deadline and self.processes.running():
@@ -509,7 +510,7 @@ class Driver:
         try:
             outcome = self._command(member)
         except Cancelled as err:
-            outcome, _ = self._interrupted(member, err)
+            outcome, _ = self._interrupted_stack(member.account_id, member.stack, err)
         except Exception as err:  # one member's failure must not stop the others
             outcome = Outcome(member.account_id, member.stack, FAILED, None, 0.0, f"{err}")
             outcome = replace(outcome, reason=one_line(str(err))[:300])
@@ -641,9 +642,6 @@ class Driver:
                 f"fleet: {stack}: could not mark the update ended: {one_line(str(err))}",
                 file=self.err,
             )
-
-    def _interrupted(self, member: Member, err: Cancelled) -> tuple[Outcome, bool]:
-        return self._interrupted_stack(member.account_id, member.stack, err)
 
     def _interrupted_stack(self, account: str, stack: str, err: Cancelled) -> tuple[Outcome, bool]:
         """A stack whose CLI was stopped: by this run (a signal), or killed by someone else. A

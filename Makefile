@@ -157,9 +157,9 @@ schema: $(INSTALLED)
 .PHONY: config-schema bench
 
 # The JSON Schema editors check stack files with (their first line names it); generated from
-# components/config.py, and a test fails when the checked-in file is stale.
+# components/inputs/stack_config.py, and a test fails when the checked-in file is stale.
 config-schema: $(INSTALLED)
-	$(BIN)/python -m components.config_schema > schema/stack-config.schema.json.tmp
+	$(BIN)/python -m components.inputs.json_schema > schema/stack-config.schema.json.tmp
 	mv schema/stack-config.schema.json.tmp schema/stack-config.schema.json
 
 # Quota headroom (how many rules fit, policy sizes at 50 rules) and the mocked program's

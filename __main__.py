@@ -3,8 +3,8 @@ downstream kind of stack; `ecr-ptc:side` (or the stack's name) says which this i
 
 import pulumi
 
-from components.config import from_pulumi
-from components.program import program
+from components.declare.program import program
+from components.inputs.stack_config import from_pulumi
 
 
 async def main() -> dict[str, object]:

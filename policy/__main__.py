@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 # The pack runs from policy/; its modules and the quotas it shares with the program
-# (components/quotas.py, no dependencies of its own) are imported from the project root.
+# (components/rules/quotas.py, no dependencies of its own) are imported from the project root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import EnforcementLevel, PolicyPack

@@ -19,8 +19,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from components import quotas
-from components.policy_rules import (
+from components.rules import quotas
+from components.rules.policy_rules import (
     ECR_ACTIONS,
     PULL_THROUGH_CACHE_SERVICE,
     ROLE_SERVICES,
@@ -112,7 +112,7 @@ def trust_policy_violations(assume_role_policy: str | dict[str, Any] | None) -> 
 
 
 # What the roles and the consumer policy of a stack may be allowed: ECR's actions, and the KMS
-# use of a creation template's key (components/policies.py writes nothing else).
+# use of a creation template's key (components/plan/policies.py writes nothing else).
 IDENTITY_KMS_ACTIONS = frozenset({"kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"})
 # The one action that has no resource type: it alone may be granted on "*".
 REGISTRY_LOGIN_ACTION = "ecr:GetAuthorizationToken"
@@ -169,7 +169,7 @@ def attachment_violations(policy_arn: Any) -> list[str]:
 def resource_policy_violations(
     policy: str | dict[str, Any] | None, registry: bool, region: str | None = None
 ) -> list[str]:
-    """An ECR registry or repository policy breaks none of components/policy_rules.py's rules
+    """An ECR registry or repository policy breaks none of components/rules/policy_rules.py's rules
     (the ones `make plan` applies to ecr-ptc:extraRegistryPolicyStatements), and no Deny without
     a Condition takes a cache read from every grantee of one of its own Allow statements."""
     statements = _statements(policy)

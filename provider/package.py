@@ -17,8 +17,8 @@ import pulumi
 from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.schema import generate_schema
 
-from components.downstream import PullThroughCache
-from components.upstream import UpstreamRegistryAccess
+from components.declare.downstream import PullThroughCache
+from components.declare.upstream import UpstreamRegistryAccess
 
 NAME = "ecr-ptc"
 # The schema's namespace: generated SDKs are @ecrptc/ecr-ptc (Node.js), Ecrptc.EcrPtc (.NET) and

@@ -4,8 +4,9 @@
     for size: every ecrRepositoryPrefix and upstreamRepositoryPrefix 30 characters (the most AWS
     allows), an upstream that shares every repository (so each rule reads its own upstream
     namespace), and a repository template with a KMS key in each region and resource tags. It
-    calls the plan functions (components/plan.py) with more and more rules until one policy is
-    refused; AWS itself caps rules at 50 per registry. Then the size of each policy at 50 rules.
+    calls the plan functions (components/plan/stack_plan.py) with more and more rules until one
+    policy is refused; AWS itself caps rules at 50 per registry. Then the size of each policy at
+    50 rules.
 (b) The mocked evaluation time of the whole downstream program (tests/pulumi_run.run_program):
     50 rules in 8 regions against 1 rule in 1 region, the median of several runs.
 (c) Every validation pattern against the near misses of tests/test_strict_inputs.py (10,000
@@ -26,17 +27,17 @@ import statistics
 import time
 from typing import Any
 
-from components import quotas
-from components.aws_names import region
-from components.config import CacheRule, DownstreamConfig, parse_downstream
-from components.contract import UpstreamFacts
-from components.plan import (
+from components.inputs.stack_config import CacheRule, DownstreamConfig, parse_downstream
+from components.plan.contract import UpstreamFacts
+from components.plan.policies import PolicyTooLargeError
+from components.plan.stack_plan import (
     consumer_policy_text,
     plan_downstream,
     role_permissions_text,
     template_role_permissions_text,
 )
-from components.policies import PolicyTooLargeError
+from components.rules import quotas
+from components.rules.aws_names import region
 from scripts.stack_files import cli_config
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,

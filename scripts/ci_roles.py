@@ -36,15 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.aws_names import (
-    UnknownRegionError,
-    region,
-    repositories_under,
-    repository_arn_in,
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import (
+    DownstreamConfig,
+    allowed_account_id,
+    is_fleet_template,
+    parse,
 )
-from components.config import DownstreamConfig, allowed_account_id, is_fleet_template, parse
-from components.config_error import ConfigError
-from components.policies import (
+from components.plan.policies import (
     CACHE_WRITE_ACTIONS,
     GRANT_FOR_AWS_RESOURCE,
     REGISTRY_LOGIN_ACTION,
@@ -52,7 +51,17 @@ from components.policies import (
     TEMPLATE_KMS_GRANT_ACTION,
     TEMPLATE_REPOSITORY_ACTIONS,
 )
-from components.policy_rules import CACHE_READ_ACTIONS, ECR_SERVICE, PULL_THROUGH_CACHE_SERVICE
+from components.rules.aws_names import (
+    UnknownRegionError,
+    region,
+    repositories_under,
+    repository_arn_in,
+)
+from components.rules.policy_rules import (
+    CACHE_READ_ACTIONS,
+    ECR_SERVICE,
+    PULL_THROUGH_CACHE_SERVICE,
+)
 from scripts.deploy import (
     ALLOWED_ACCOUNTS_KEY,
     PROJECT_DIR,
@@ -65,8 +74,9 @@ POLICY_VERSION = "2012-10-17"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 OIDC_AUDIENCE = "sts.amazonaws.com"
 
-# The names the program gives what it creates (components/program.py and the components): Pulumi
-# autonames a resource `<name>-<7 random characters>` unless a name is configured.
+# The names the program gives what it creates (components/declare/program.py and the
+# components): Pulumi autonames a resource `<name>-<7 random characters>` unless a name is
+# configured.
 COMPONENT = "ecr-ptc"
 CACHE_ROLE_PREFIX = f"{COMPONENT}-role-"
 TEMPLATE_ROLE_PREFIX = f"{COMPONENT}-template-role-"
@@ -547,7 +557,7 @@ def boundary_guards(stack: Stack) -> list[dict[str, Any] | None]:
 
 def boundary_policy() -> dict[str, Any]:
     """The permissions boundary of every role the program creates: the ceiling of what ECR may
-    do as the cache role and as the template role (components/policies.py), and nothing of IAM,
+    do as the cache role and as the template role (components/plan/policies.py), and nothing of IAM,
     STS or any other service. A boundary grants nothing by itself, so its resources are "*":
     the roles' own policies narrow them to the cache namespaces and the upstream."""
     ecr = {*CACHE_READ_ACTIONS, *CACHE_WRITE_ACTIONS, REGISTRY_LOGIN_ACTION}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
 from scripts.stack_files import PROJECT_FILE, load_yaml, stack_file, stack_file_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ UPSTREAM_STACK_KEY = "ecr-ptc:upstreamStack"
 # The one organization of a self-managed (DIY) backend: the CLI refuses any other name in
 # `<organization>/<project>/<stack>`.
 SELF_MANAGED_ORGANIZATION = "organization"
-# An output every deployed upstream stack has (components/contract.py).
+# An output every deployed upstream stack has (components/plan/contract.py).
 UPSTREAM_DEPLOYED_OUTPUT = "upstreamAccountId"
 
 
@@ -332,7 +332,7 @@ def check_plans(
     """Plan both stacks as `make plan` does, with the accounts STS named and the state backend,
     before the first `pulumi up`: a bad downstream config must not be found after the upstream
     was changed."""
-    from components.config import is_fleet_template
+    from components.inputs.stack_config import is_fleet_template
     from scripts.plan import UpstreamNotHereError, plan_repository
     from scripts.stack_files import cli_config
 

@@ -37,13 +37,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
-from components.config import (
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import (
     Amount,
     OperationPreferences,
     default_max_prune,
     parse_amount,
 )
-from components.config_error import ConfigError
 from scripts.deploy import Which, is_self_managed, on_path, state_backend
 from scripts.fleet_cli import (
     DRIFT,
@@ -960,8 +960,8 @@ def check_upstream(
     """Read the upstream stack the members name, once, and check it serves every member: a
     missing or refusing upstream stops the run before any member. Returns its outputs (None
     when the members name an upstream account directly)."""
-    from components.config import parse
-    from components.contract import UpstreamFacts, check_pairing
+    from components.inputs.stack_config import parse
+    from components.plan.contract import UpstreamFacts, check_pairing
 
     named = {str(m.config.get("ecr-ptc:upstreamStack") or "") for m in members_}
     named.discard("")
@@ -1004,9 +1004,9 @@ def offline_planner(
     project_dir: Path, upstream_outputs: Mapping[str, Any] | None
 ) -> Callable[[Member], RunReport]:
     """A new member's preview: its plan (`make plan` of that member), every resource a create."""
-    from components.config import parse
-    from components.contract import UpstreamFacts
-    from components.program import direct_upstream, plan_stack
+    from components.declare.program import direct_upstream, plan_stack
+    from components.inputs.stack_config import parse
+    from components.plan.contract import UpstreamFacts
 
     def plan(member: Member) -> RunReport:
         config = parse(cli_config(member.config, project_dir), member.stack)

@@ -24,8 +24,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from components import config as keys
-from components.config import (
+from components.inputs import stack_config as keys
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import (
     FleetTemplate,
     apply_override,
     foreign_kms_keys,
@@ -35,7 +36,6 @@ from components.config import (
     refuse_fleet_keys_outside_a_template,
     valid_account_id,
 )
-from components.config_error import ConfigError
 from scripts.stack_files import cli_config, qualify
 
 ACCOUNTS = keys.ACCOUNTS.full

@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.config import (
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import (
     ACCOUNT_PREVIEW_ROLE_NAME,
     ACCOUNT_ROLE_NAME,
     DownstreamConfig,
@@ -33,7 +34,6 @@ from components.config import (
     parse_downstream,
     parse_fleet,
 )
-from components.config_error import ConfigError
 from scripts.ci_roles import (
     BOUNDARY_KEY,
     BOUNDARY_POLICY_NAME,

@@ -1,10 +1,10 @@
 """`make plan`: what each stack file of the repository would create, with no AWS credentials and
 no Pulumi CLI.
 
-Every stack is planned by the program's own code (components/program.py `plan_stack`), from its
-stack file and Pulumi.yaml's defaults, with the account its `aws:allowedAccountIds` pins. The
-upstream stacks go first; each downstream is planned against the planned outputs of the upstream
-stack it names, which must be one the state backend can hold (PULUMI_BACKEND_URL, else
+Every stack is planned by the program's own code (components/declare/program.py `plan_stack`),
+from its stack file and Pulumi.yaml's defaults, with the account its `aws:allowedAccountIds`
+pins. The upstream stacks go first; each downstream is planned against the planned outputs of
+the upstream stack it names, which must be one the state backend can hold (PULUMI_BACKEND_URL, else
 Pulumi.yaml's). A fleet template is planned as its members. A refused stack prints the same
 message `pulumi up` would, a stack file the CLI could not read one line naming it, and the exit
 status is 1. No AWS profile or credential is read.
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from components.aws_names import SIZING_ACCOUNT_ID
-from components.config import (
+from components.declare.program import direct_upstream, plan_stack
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import (
     ALLOWED_ACCOUNT_IDS_KEY,
     ORGANIZATIONAL_UNIT_IDS,
     OVERRIDE_KEYS,
@@ -35,10 +36,9 @@ from components.config import (
     parse,
     resolve_side,
 )
-from components.config_error import ConfigError
-from components.contract import UpstreamFacts
-from components.plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, StackPlan
-from components.program import direct_upstream, plan_stack
+from components.plan.contract import UpstreamFacts
+from components.plan.stack_plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, StackPlan
+from components.rules.aws_names import SIZING_ACCOUNT_ID
 from scripts.deploy import check_upstream_organization, state_backend
 from scripts.stack_files import PROJECT_DIR, cli_config, qualify, stack_file_config, stack_names
 

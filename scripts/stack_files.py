@@ -65,8 +65,8 @@ from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scanner import Scanner
 from ruamel.yaml.tag import Tag
 
-from components.config import NAMESPACE
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import NAMESPACE
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK_FILE_PREFIX = "Pulumi."

@@ -21,8 +21,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError
 
-from components.config_error import ConfigError
-from components.contract import RULES_OUTPUT
+from components.inputs.errors import ConfigError
+from components.plan.contract import RULES_OUTPUT
 from scripts.deploy import (
     PreflightError,
     Which,

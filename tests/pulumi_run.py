@@ -26,7 +26,7 @@ from pulumi.runtime.mocks import (
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
 from scripts.stack_files import PROJECT_DIR, cli_config
 
 __all__ = ["PROJECT_DIR", "cli_config"]

@@ -10,8 +10,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from components import aws_names
-from components.aws_names import UnknownRegionError, known_regions, region
+from components.rules import aws_names
+from components.rules.aws_names import UnknownRegionError, known_regions, region
 
 
 def clear_caches() -> None:

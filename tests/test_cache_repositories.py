@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components import quotas
+from components.rules import quotas
 from tests.iam_check import iam_problems
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
@@ -270,7 +270,7 @@ def test_fifty_long_rules_in_four_regions_fit_the_managed_policy_quota() -> None
     rules = [{"ecrRepositoryPrefix": f"team-{i:02d}-" + "x" * 22} for i in range(50)]
     assert all(len(r["ecrRepositoryPrefix"]) == 30 for r in rules)
     regions = ["eu-west-1", "eu-central-1", "us-east-1", "ap-southeast-1"]
-    from components.plan import consumer_policy_text
+    from components.plan.stack_plan import consumer_policy_text
 
     config = downstream(
         rules=rules, regions=regions, repositoryTemplate={"resourceTags": {"a": "b"}}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.aws_names import ROOT_PREFIX
-from components.config import (
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import (
     DownstreamConfig,
     UpstreamConfig,
     parse,
@@ -15,7 +15,7 @@ from components.config import (
     parse_upstream,
     resolve_side,
 )
-from components.config_error import ConfigError
+from components.rules.aws_names import ROOT_PREFIX
 from tests.pulumi_run import cli_config
 
 UPSTREAM: dict[str, Any] = {

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components.config_schema import (
+from components.inputs.json_schema import (
     NEAR_NAMESPACE_PATTERN,
     SCHEMA_PATH,
     render,
@@ -126,7 +126,7 @@ NAMESPACES = ["ecr_ptc", "ECR-PTC", "Ecr_Ptc", "ecrptc", "ecr-ptx", "ecr-pct", "
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
 def test_the_schema_refuses_a_namespace_only_where_the_program_does(namespace: str) -> None:
-    from components.config import resembles_namespace
+    from components.inputs.stack_config import resembles_namespace
 
     refused_by_schema = errors(with_config("upstream", **{f"{namespace}:x": "1"})) != []
     if refused_by_schema:

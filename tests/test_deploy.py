@@ -21,7 +21,7 @@ from botocore.exceptions import (
     ProxyConnectionError,
 )
 
-from components.config import is_fleet_template
+from components.inputs.stack_config import is_fleet_template
 from scripts.deploy import (
     DEPLOYED,
     NOT_DEPLOYED,

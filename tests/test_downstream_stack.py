@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
 from tests.iam_check import SPEC_CACHE_WRITES, iam_problems
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,

@@ -18,7 +18,7 @@ import yaml
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from botocore.stub import Stubber
 
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
 from scripts import fleet
 from scripts.fleet_members import (
     SLOTS,

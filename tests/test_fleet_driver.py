@@ -17,8 +17,8 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from components.config import Amount
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import Amount
 from scripts import fleet
 from scripts.fleet import (
     FAILED,

@@ -14,7 +14,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from components.config import (
+from components.inputs.errors import ConfigError
+from components.inputs.json_schema import stack_config_schema
+from components.inputs.stack_config import (
     AMOUNT_COUNT_MAX,
     COUNT_PATTERN,
     PERCENT_PATTERN,
@@ -24,8 +26,6 @@ from components.config import (
     parse,
     parse_amount,
 )
-from components.config_error import ConfigError
-from components.config_schema import stack_config_schema
 from scripts import fleet
 from scripts.fleet_members import (
     Member,

@@ -9,11 +9,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import apply_override, parse_downstream
-from components.config_error import ConfigError
-from components.contract import UpstreamFacts
-from components.downstream import ImageTagMutability, PullThroughCache, PullThroughCacheArgs
-from components.plan import (
+from components.declare.downstream import ImageTagMutability, PullThroughCache, PullThroughCacheArgs
+from components.declare.upstream import GrantVia, UpstreamRegistryAccess, UpstreamRegistryAccessArgs
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import apply_override, parse_downstream
+from components.plan.contract import UpstreamFacts
+from components.plan.stack_plan import (
     MANAGED_POLICY,
     PULL_THROUGH_CACHE_RULE,
     ROLE,
@@ -21,7 +22,6 @@ from components.plan import (
     Ref,
     plan_downstream,
 )
-from components.upstream import GrantVia, UpstreamRegistryAccess, UpstreamRegistryAccessArgs
 from tests.pulumi_run import DOWNSTREAM_ACCOUNT, UPSTREAM_ACCOUNT, RecordingMocks, cli_config
 from tests.test_package import cache_args, run_with_mocks, upstream_args
 

@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 import provider.host
-from components import downstream as downstream_module
-from components import upstream as upstream_module
-from components.config_error import ConfigError
-from components.downstream import PullThroughCache, PullThroughCacheArgs
-from components.upstream import UpstreamRegistryAccess, UpstreamRegistryAccessArgs
+from components.declare import downstream as downstream_module
+from components.declare import upstream as upstream_module
+from components.declare.downstream import PullThroughCache, PullThroughCacheArgs
+from components.declare.upstream import UpstreamRegistryAccess, UpstreamRegistryAccessArgs
+from components.inputs.errors import ConfigError
 from provider import package
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,

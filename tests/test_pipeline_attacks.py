@@ -456,7 +456,7 @@ def guardrail_change_without_security_review(repo: Repo) -> Findings:
         "policy/guardrails.py",
         "scripts/ci_roles.py",
         "scripts/fleet_roles.py",
-        "components/policies.py",
+        "components/plan/policies.py",
     ]
     found = []
     for file in [*guarded, *sorted(pack_imports())]:
@@ -781,7 +781,7 @@ ATTACKS = (
                 "ref: ${{ github.event.pull_request.base.sha }}",
                 "ref: ${{ github.event.pull_request.head.sha }}",
             ),
-            (FLEET, "            /components/policy_rules.py\n", ""),
+            (FLEET, "            /components/rules/policy_rules.py\n", ""),
             (
                 FLEET,
                 "          ln -s trusted/policy policy\n",
@@ -796,8 +796,8 @@ ATTACKS = (
             (".github/CODEOWNERS", "/policy/ @OWNER/platform-security\n", ""),
             (
                 ".github/CODEOWNERS",
-                "/components/quotas.py @OWNER/platform-security\n",
-                "/components/quotas.py @OWNER/platform-security\n/components/\n",
+                "/components/rules/quotas.py @OWNER/platform-security\n",
+                "/components/rules/quotas.py @OWNER/platform-security\n/components/\n",
             ),
             (".github/CODEOWNERS", "/.github/ @", "/.github/workflows/preview.yml @"),
         ),

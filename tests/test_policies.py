@@ -7,12 +7,9 @@ import json
 
 import pytest
 
-from components import quotas
-from components.aws_names import known_regions, region
-from components.config import CacheRule, DownstreamConfig
-from components.contract import UpstreamFacts
-from components.plan import role_permissions_text
-from components.policies import (
+from components.inputs.stack_config import CacheRule, DownstreamConfig
+from components.plan.contract import UpstreamFacts
+from components.plan.policies import (
     CACHE_WRITE_ACTIONS,
     CacheReadGrant,
     PolicyTooLargeError,
@@ -23,7 +20,10 @@ from components.policies import (
     require_within,
     upstream_read_statements,
 )
-from components.policy_rules import CACHE_READ_ACTIONS
+from components.plan.stack_plan import role_permissions_text
+from components.rules import quotas
+from components.rules.aws_names import known_regions, region
+from components.rules.policy_rules import CACHE_READ_ACTIONS
 from tests.iam_check import SPEC_CACHE_WRITES, SPEC_UPSTREAM_GRANT, iam_problems, resource_formats
 
 UP = region("us-east-1")

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
-from components import quotas
-from components.policy_rules import READ_ACTIONS, REPLICATION_ACTIONS
+from components.rules import quotas
+from components.rules.policy_rules import READ_ACTIONS, REPLICATION_ACTIONS
 from policy.guardrails import (
     POLICIES,
     attachment_violations,

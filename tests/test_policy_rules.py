@@ -1,4 +1,4 @@
-"""components/policy_rules.py: its data checked against the IAM libraries, its globs, and the
+"""components/rules/policy_rules.py: its data checked against the IAM libraries, its globs, and the
 promise that `make plan` refuses whatever the policy pack would refuse at deploy."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from policy_sentry.querying.actions import get_actions_for_service
 
-from components.config import parse
-from components.config_error import ConfigError
-from components.plan import REGISTRY_POLICY
-from components.policy_rules import (
+from components.declare.program import plan_stack
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import parse
+from components.plan.stack_plan import REGISTRY_POLICY
+from components.rules.policy_rules import (
     CONDITION_OPERATORS,
     ECR_ACTIONS,
     READ_ACTIONS,
@@ -21,7 +22,6 @@ from components.policy_rules import (
     globs_intersect,
     operator_problem,
 )
-from components.program import plan_stack
 from policy.guardrails import resource_policy_violations
 from tests.pulumi_run import UPSTREAM_ACCOUNT
 from tests.test_refusals import ARN_HEAD, X

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import pytest
 
-from components.config_error import ConfigError
+from components.inputs.errors import ConfigError
 from tests.pulumi_run import (
     CALLER_IDENTITY,
     DOWNSTREAM_ACCOUNT,

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from components import aws_names, policy_rules, values
-from components.config import KEYS, parse_fleet, resembles_namespace
-from components.config_error import ConfigError
-from components.policy_rules import CACHE_READ_ACTIONS
+from components.inputs import values
+from components.inputs.errors import ConfigError
+from components.inputs.stack_config import KEYS, parse_fleet, resembles_namespace
+from components.rules import aws_names, policy_rules
+from components.rules.policy_rules import CACHE_READ_ACTIONS
 from policy import guardrails
 from scripts.stack_files import cli_config
 from tests.pulumi_run import DOWNSTREAM_ACCOUNT, UPSTREAM_ACCOUNT

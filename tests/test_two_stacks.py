@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from components import contract
-from components.aws_names import known_regions, region, registry_host
-from components.config import KEYS
+from components.inputs.stack_config import KEYS
+from components.plan import contract
+from components.rules.aws_names import known_regions, region, registry_host
 from scripts.plan import plan_repository
 from scripts.stack_files import stack_file_config, stack_names
 from tests.pulumi_run import (
@@ -164,7 +164,7 @@ def test_pulumi_yaml_declares_every_key_the_program_reads() -> None:
     declared = project["config"]
     typed = {k.full: k for k in KEYS if k.pulumi_type is not None}
     assert set(declared) == set(typed), (
-        "Pulumi.yaml config block and components/config.py KEYS differ"
+        "Pulumi.yaml config block and components/inputs/stack_config.py KEYS differ"
     )
     for name, key in typed.items():
         declaration = declared[name]

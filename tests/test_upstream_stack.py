@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components import contract
+from components.plan import contract
 from tests.iam_check import SPEC_UPSTREAM_GRANT, iam_problems
 from tests.pulumi_run import (
     UPSTREAM_ACCOUNT,

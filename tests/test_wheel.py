@@ -48,7 +48,7 @@ def test_the_wheel_holds_the_package_ecr_ptc_and_nothing_else(wheel: Path) -> No
     names = zipfile.ZipFile(wheel).namelist()
     packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert packages == {"ecr_ptc"}
-    assert "ecr_ptc/downstream.py" in names and "ecr_ptc/upstream.py" in names
+    assert "ecr_ptc/declare/downstream.py" in names and "ecr_ptc/rules/quotas.py" in names
     version = PYPROJECT["project"]["version"]
     assert wheel.name == f"ecr_ptc-{version}-py3-none-any.whl"
 
@@ -108,9 +108,9 @@ def test_the_installed_wheel_works_beside_a_programs_own_components(
     (program / "components" / "__init__.py").write_text('WHOSE = "the program\'s own"\n')
     check = (
         "import components, ecr_ptc\n"
-        "from ecr_ptc.downstream import PullThroughCache, PullThroughCacheArgs\n"
-        "from ecr_ptc.upstream import UpstreamRegistryAccess\n"
-        "from ecr_ptc.config import parse_downstream\n"
+        "from ecr_ptc.declare import PullThroughCache, PullThroughCacheArgs\n"
+        "from ecr_ptc.declare import UpstreamRegistryAccess\n"
+        "from ecr_ptc.inputs.stack_config import parse_downstream\n"
         'assert components.WHOSE == "the program\'s own", components.__file__\n'
         "print(ecr_ptc.__file__)\n"
     )

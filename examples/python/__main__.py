@@ -8,8 +8,7 @@ pip install git+https://github.com/<owner>/ecr-ptc@vX.Y.Z
 
 import pulumi
 import pulumi_aws as aws
-from ecr_ptc.downstream import PullThroughCache
-from ecr_ptc.upstream import UpstreamRegistryAccess
+from ecr_ptc.declare import PullThroughCache, UpstreamRegistryAccess
 
 config = pulumi.Config()
 downstream_account_id = config.require("downstreamAccountId")

@@ -33,18 +33,18 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from . import quotas
-from .aws_names import ROOT_PREFIX, Region, region, repositories_under
-from .config_error import ConfigError
-from .config_messages import config_error
-from .policies import OWNED_SIDS, CacheReadGrant, canonical_statement
-from .policy_rules import (
+from ..plan.policies import OWNED_SIDS, CacheReadGrant, canonical_statement
+from ..rules import quotas
+from ..rules.aws_names import ROOT_PREFIX, Region, region, repositories_under
+from ..rules.policy_rules import (
     CACHE_READ_ACTIONS,
     Grant,
     Registry,
     denied_reads,
     statement_problems,
 )
+from .errors import ConfigError
+from .messages import config_error
 from .values import (
     ACCOUNT_ID_PATTERN,
     TAG_CHARACTERS,

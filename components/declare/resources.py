@@ -1,8 +1,9 @@
 """Declares the resources of a plan: a thin, generic mapping from plain data to pulumi-aws.
 
-Nothing here decides anything. The plan (components/plan.py) has already named every resource,
-computed every input and checked every quota; this module turns each planned resource into the
-pulumi-aws resource of its type, resolving references to other planned resources' outputs.
+Nothing here decides anything. The plan (components/plan/stack_plan.py) has already named
+every resource, computed every input and checked every quota; this module turns each planned
+resource into the pulumi-aws resource of its type, resolving references to other planned
+resources' outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from . import plan as p
+from ..plan import stack_plan as p
 
 RESOURCE_CLASSES: Mapping[str, type[pulumi.CustomResource]] = {
     p.ROLE: aws.iam.Role,

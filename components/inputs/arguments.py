@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi.runtime.sync_await import _sync_await
 
-from .config_error import ConfigError
+from .errors import ConfigError
 
 
 def known(name: str, value: Any) -> Any:

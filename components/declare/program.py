@@ -9,8 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from . import contract
-from .config import (
+from ..inputs.stack_config import (
     DownstreamConfig,
     RawConfig,
     StackConfig,
@@ -18,7 +17,9 @@ from .config import (
     allowed_account_id,
     parse,
 )
-from .contract import UpstreamFacts
+from ..plan import contract
+from ..plan.contract import UpstreamFacts
+from ..plan.stack_plan import StackPlan, plan_downstream, plan_upstream
 from .downstream import (
     ImageTagMutability,
     PullThroughCache,
@@ -26,7 +27,6 @@ from .downstream import (
     RepositoryTemplateArgs,
     UpstreamRegistryArgs,
 )
-from .plan import StackPlan, plan_downstream, plan_upstream
 from .upstream import GrantVia, UpstreamRegistryAccess, UpstreamRegistryAccessArgs
 
 COMPONENT_NAME = "ecr-ptc"

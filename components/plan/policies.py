@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .aws_names import account_root_arn
-from .config_error import ConfigError
-from .policy_rules import CACHE_READ_ACTIONS, ECR_SERVICE, PULL_THROUGH_CACHE_SERVICE
+from ..inputs.errors import ConfigError
+from ..rules.aws_names import account_root_arn
+from ..rules.policy_rules import CACHE_READ_ACTIONS, ECR_SERVICE, PULL_THROUGH_CACHE_SERVICE
 
 PolicyDocument = dict[str, Any]
 Statement = dict[str, Any]

@@ -5,21 +5,21 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from . import config as keys
-from . import contract
-from .arguments import (
+from ..inputs import stack_config as keys
+from ..inputs.arguments import (
     as_argument_error,
     caller_account,
     flat_config,
     known,
     to_camel,
 )
-from .config import UpstreamConfig, parse_upstream, valid_account_id
-from .config_error import ConfigError
-from .contract import UpstreamFacts
-from .declare import declare
+from ..inputs.errors import ConfigError
+from ..inputs.stack_config import UpstreamConfig, parse_upstream, valid_account_id
+from ..plan import contract
+from ..plan.contract import UpstreamFacts
+from ..plan.stack_plan import MAIN, plan_upstream, upstream_facts
 from .downstream import UpstreamRegistry
-from .plan import MAIN, plan_upstream, upstream_facts
+from .resources import declare
 
 TYPE = "ecr-ptc:index:UpstreamRegistryAccess"
 

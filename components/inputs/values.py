@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from . import quotas
-from .aws_names import ROOT_PREFIX, UnknownRegionError, region
+from ..rules import quotas
+from ..rules.aws_names import ROOT_PREFIX, UnknownRegionError, region
 
 # The error type every domain check raises; its message is "what is valid".
 INVALID = "ecr_ptc_invalid"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .aws_names import repositories_under, repository_arn_in
-from .config import DownstreamConfig
+from ..inputs.stack_config import DownstreamConfig
+from ..rules.aws_names import repositories_under, repository_arn_in
 
 
 def cache_repository_arns_any_region(config: DownstreamConfig, account_id: str) -> list[str]:

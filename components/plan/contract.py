@@ -14,16 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import quotas
-from .aws_names import (
-    ROOT_PREFIX,
-    Region,
-    region,
-    registry_host,
-    repositories_under,
-    repository_arn,
-)
-from .config import (
+from ..inputs.errors import ConfigError
+from ..inputs.messages import config_error
+from ..inputs.stack_config import (
     REGIONS,
     REPOSITORY_PREFIX,
     RULES,
@@ -31,15 +24,22 @@ from .config import (
     CacheRule,
     DownstreamConfig,
 )
-from .config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
-from .config_error import ConfigError
-from .config_messages import config_error
-from .values import (
+from ..inputs.stack_config import UPSTREAM_ACCOUNT_ID as UPSTREAM_ACCOUNT_ID_KEY
+from ..inputs.values import (
     REPOSITORY_NAME_PATTERN,
     AccountId,
     OrganizationalUnitPath,
     OrganizationId,
     RegionName,
+)
+from ..rules import quotas
+from ..rules.aws_names import (
+    ROOT_PREFIX,
+    Region,
+    region,
+    registry_host,
+    repositories_under,
+    repository_arn,
 )
 
 # Upstream stack outputs.

@@ -7,7 +7,7 @@ is
     # yaml-language-server: $schema=schema/stack-config.schema.json
 
 It is generated, never edited: `make config-schema` writes schema/stack-config.schema.json
-(`python -m components.config_schema`), and a test fails when the checked-in file differs.
+(`python -m components.inputs.json_schema`), and a test fails when the checked-in file differs.
 
 The schema knows each key's shape and value rules (the models' patterns and descriptions); the
 program still has the last word on what a schema cannot say (which side a stack is, whether an
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .config import (
+from .stack_config import (
     ALLOWED_ACCOUNT_IDS_KEY,
     AWS_REGION_KEY,
     KEYS_BY_NAME,
@@ -105,8 +105,8 @@ def stack_config_schema() -> dict[str, Any]:
     return {
         "$schema": DIALECT,
         "title": "ecr-ptc stack file (Pulumi.<stack>.yaml)",
-        "description": "Generated from components/config.py by `make config-schema`; do not "
-        "edit. A stack is an upstream or a downstream (ecr-ptc:side, or the stack's name): "
+        "description": "Generated from components/inputs/stack_config.py by `make config-schema`; "
+        "do not edit. A stack is an upstream or a downstream (ecr-ptc:side, or the stack's name): "
         "the program refuses keys of the other side.",
         "type": "object",
         "properties": {

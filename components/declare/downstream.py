@@ -7,9 +7,8 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pydantic import ValidationError
 
-from . import config as keys
-from . import contract
-from .arguments import (
+from ..inputs import stack_config as keys
+from ..inputs.arguments import (
     as_argument_error,
     caller_account,
     camel_keys,
@@ -17,19 +16,17 @@ from .arguments import (
     flat_config,
     known,
 )
-from .aws_names import region
-from .config import (
+from ..inputs.errors import ConfigError
+from ..inputs.messages import config_error
+from ..inputs.stack_config import (
     DownstreamConfig,
     UpstreamRegistryModel,
     parse_downstream,
     valid_account_id,
 )
-from .config_error import ConfigError
-from .config_messages import config_error
-from .contract import UpstreamFacts
-from .declare import declare
-from .declare import outputs as resolve_outputs
-from .plan import (
+from ..plan import contract
+from ..plan.contract import UpstreamFacts
+from ..plan.stack_plan import (
     CONSUMERS,
     MAIN,
     PULL_THROUGH_CACHE_RULE,
@@ -37,6 +34,9 @@ from .plan import (
     StackPlan,
     plan_downstream,
 )
+from ..rules.aws_names import region
+from .resources import declare
+from .resources import outputs as resolve_outputs
 
 TYPE = "ecr-ptc:index:PullThroughCache"
 # The groups' types: part of their children's URNs since the first version.

@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import contract, quotas
-from .aws_names import image_uri_prefix
-from .config import (
+from ..inputs.errors import ConfigError
+from ..inputs.stack_config import (
     CACHE_ROLE_ARN,
     DOWNSTREAM_ACCOUNT_IDS,
     EXTRA_REGISTRY_POLICY_STATEMENTS,
@@ -26,7 +25,9 @@ from .config import (
     refuse_statement_problems,
     statement_registry,
 )
-from .config_error import ConfigError
+from ..rules import quotas
+from ..rules.aws_names import image_uri_prefix
+from . import contract
 from .contract import (
     UpstreamFacts,
     check_pairing,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .config_error import ConfigError
+from .errors import ConfigError
 from .values import INVALID
 
 _PLAIN_MESSAGES = {

@@ -171,6 +171,8 @@ class Constructed:
     """The component's outputs, secrets unwrapped, unknowns as Unknown."""
     secrets: set[str]
     """The outputs sent as secrets."""
+    dependencies: dict[str, set[str]]
+    """The resources each output depends on (the response's stateDependencies)."""
 
 
 def construct(
@@ -208,6 +210,7 @@ def construct(
         urn=response.urn,
         state={k: rpc.unwrap_rpc_secret(v) for k, v in state.items()},
         secrets={k for k, v in state.items() if rpc.is_rpc_secret(v)},
+        dependencies={k: set(v.urns) for k, v in response.stateDependencies.items()},
     )
 
 
@@ -311,6 +314,18 @@ def test_plain_camel_case_inputs_construct_the_cache(package: Plugin) -> None:
     assert built.secrets == set()
     component = monitor.by_urn(built.urn)
     assert component.typ == CACHE and component.parent == monitor.stack_urn
+
+
+def test_the_rules_output_depends_on_every_rule(package: Plugin) -> None:
+    """A program that pulls from `imageUriPrefix` waits for the rule behind it: the engine is
+    told that `rules` depends on every rule resource (and the role output on the role)."""
+    built = construct(package, CACHE, cache_inputs())
+    monitor = package.monitor
+    rules = {r.urn for r in monitor.of_type(RULE)}
+    assert len(rules) == 2
+    assert rules <= built.dependencies["rules"], built.dependencies.get("rules")
+    roles = {r.urn for r in monitor.of_type("aws:iam/role:Role")}
+    assert roles and roles <= built.dependencies["roleArn"]
 
 
 # --- (b) a whole upstream as one value --------------------------------------------------------

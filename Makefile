@@ -92,6 +92,16 @@ preview: install
 verify: $(INSTALLED)
 	$(BIN)/python -m scripts.verify --stack $(DOWNSTREAM_STACK)
 
+# Before the first `make up` over rules, templates or a registry policy that already exist (made by
+# hand or by CloudFormation): what each stack would manage and what of it exists, read with that
+# stack's credentials (UPSTREAM_AWS_PROFILE / DOWNSTREAM_AWS_PROFILE), and one `pulumi import
+# --file` file per stack, adopt-<stack>.json (README "Adopt what exists"). Reads only; changes
+# nothing. STACK=<name> for one stack (OUTPUT=<file> with it); default: the upstream and the
+# downstream stack. Exit status 0 written, 1 stack refused, 2 could not check.
+.PHONY: adopt
+adopt: $(INSTALLED)
+	$(BIN)/python -m scripts.adopt $(if $(STACK),--stack $(STACK) $(if $(OUTPUT),--output $(OUTPUT)),--stack $(UPSTREAM_STACK) --stack $(DOWNSTREAM_STACK))
+
 # The IAM policies and GitHub OIDC trust policies of CI's four roles: GITHUB_REPOSITORY=owner/repo.
 ci-roles: $(INSTALLED)
 	$(BIN)/python -m scripts.ci_roles --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)

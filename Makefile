@@ -102,6 +102,24 @@ verify: $(INSTALLED)
 adopt: $(INSTALLED)
 	$(BIN)/python -m scripts.adopt $(if $(STACK),--stack $(STACK) $(if $(OUTPUT),--output $(OUTPUT)),--stack $(UPSTREAM_STACK) --stack $(DOWNSTREAM_STACK))
 
+# After `make up`: every link of the downstream stack's pull-through-cache chain, asked of AWS
+# (README "Day two: make doctor"). DOWNSTREAM_AWS_PROFILE, and UPSTREAM_AWS_PROFILE for the
+# upstream's links (unset: UNKNOWN). IMAGE=<repo:tag> adds a canary pull through the cache;
+# DOCTOR_JSON=<file> also writes the links as JSON. The doctor reads IMAGE and DOCTOR_JSON from
+# its environment (make exports them), so no value is ever expanded in a recipe. Exit status 0
+# healthy, 1 broken, 2 could not check.
+.PHONY: doctor destroy
+doctor: $(INSTALLED)
+	$(BIN)/python -m scripts.doctor --stack $(DOWNSTREAM_STACK)
+
+# Tear down in order (README "Day two: tear down"): the downstream stack, then the member stacks
+# of its fleet (TEMPLATE, only when given: the default must not take fleet `downstream`'s
+# members along with DOWNSTREAM_STACK=downstream-eu), then, only with CONFIRM=<upstream account
+# ID>, the upstream stack. YES=1 answers the one question for the downstream side. Stacks, cache
+# repositories and the registry policy scope setting stay. No policy pack and no program run.
+destroy: $(INSTALLED)
+	$(BIN)/python -m scripts.destroy --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK) $(if $(filter command line environment,$(origin TEMPLATE)),--template $(TEMPLATE))
+
 # The IAM policies and GitHub OIDC trust policies of CI's four roles: GITHUB_REPOSITORY=owner/repo.
 ci-roles: $(INSTALLED)
 	$(BIN)/python -m scripts.ci_roles --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)
@@ -140,6 +158,13 @@ fleet-up: install
 # Each member's `pulumi refresh --preview-only` (its read-only role): what changed outside Pulumi.
 fleet-drift: install
 	$(BIN)/python -m scripts.fleet drift $(FLEET_ARGS)
+
+# make doctor for every member of TEMPLATE, in parallel (DOCTOR_PARALLELISM, default 8), each
+# through its read-only preview role; one table (IMAGE, DOCTOR_JSON and UPSTREAM_AWS_PROFILE as
+# for make doctor; with GITHUB_STEP_SUMMARY set, the table also goes to the job summary).
+.PHONY: fleet-doctor
+fleet-doctor: $(INSTALLED)
+	$(BIN)/python -m scripts.doctor_fleet $(FLEET_ARGS)
 
 # The driver's own overhead for 10, 100 and 1,000 members (no Pulumi CLI, no AWS).
 bench-fleet: $(INSTALLED)

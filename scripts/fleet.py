@@ -17,7 +17,8 @@ FLEET_GRACE_SECONDS (after SIGTERM/SIGINT: how long running members may go on be
 cancelled), FLEET_SUMMARY=<file> (also write the summary as JSON), PULUMI_BACKEND_URL.
 
 Who owns a stack: the stack tags `ecr-ptc:fleet-template` and `ecr-ptc:fleet-project`, written
-on every member stack the fleet updates. Only stacks so tagged are ever pruned or retained.
+on every member stack the fleet updates. Only stacks so tagged are ever pruned or retained, or
+destroyed by `make destroy` (scripts/destroy.py, through `teardown_fleet`).
 """
 
 from __future__ import annotations
@@ -101,7 +102,11 @@ PRUNED = "pruned"
 RETAINED = "retained"
 PRUNE_FAILED = "prune failed"
 NOT_PRUNED = "not pruned"
-OK_RESULTS = (SUCCEEDED, PLANNED, NOT_DEPLOYED, PRUNED, RETAINED)
+DESTROYED = "destroyed"  # a teardown: the stack's resources destroyed, the stack kept
+EMPTY = "empty"  # a teardown: the stack held no resources, nothing to do
+DESTROY_FAILED = "destroy failed"
+OK_RESULTS = (SUCCEEDED, PLANNED, NOT_DEPLOYED, PRUNED, RETAINED, DESTROYED, EMPTY)
+TEARDOWN = "destroy"  # the command of a teardown run (`make destroy`)
 
 # Stack tags: who owns a member stack, and the fleet run that last started an update of it.
 TAG_TEMPLATE = "ecr-ptc:fleet-template"
@@ -498,6 +503,7 @@ class Driver:
         self._lock = threading.Lock()
         self.failures = 0
         self.existing: dict[str, StackState] = {}
+        self._former_tags: dict[str, Mapping[str, str]] = {}
 
     # --- one member
 
@@ -727,23 +733,10 @@ class Driver:
         pattern = member_stack_pattern(self.template)
         current = {m.stack for m in whole_fleet}
         candidates = sorted(n for n in self.existing if pattern.fullmatch(n) and n not in current)
-        owned: list[str] = []
-        foreign: list[str] = []
-        self._former_tags: dict[str, dict[str, str]] = {}
-        for stack in candidates:
-            try:
-                tags = self.runner.tags(stack)
-            except Exception as error:
-                run.notes.append(f"could not read the tags of {stack}: {one_line(str(error))}")
-                continue
-            if tags.get(TAG_RETAINED) == self.template and TAG_TEMPLATE not in tags:
-                continue  # released by an earlier run: no longer the fleet's, and known to be so
-            mine = tags.get(TAG_TEMPLATE) == self.template and tags.get(TAG_PROJECT) in (
-                self.project,
-                None,
-            )
-            (owned if mine else foreign).append(stack)
-            self._former_tags[stack] = tags
+        found = fleet_stacks(self.runner, self.template, self.project, candidates)
+        run.notes.extend(found.unreadable)
+        self._former_tags = dict(found.tags)
+        owned, foreign = list(found.owned), list(found.foreign)
         run.orphans = owned
         if foreign:
             run.warnings.append(
@@ -813,17 +806,159 @@ class Driver:
                     ),
                 )
             else:
-                before = self._former_tags.get(stack, {})
-                self.runner.set_tags(stack, {TAG_RUN: self.settings.run_id})
-                notes = ["destroyed and removed: the account left the fleet"]
-                outcome = self._locked_safely(
-                    account, stack, before, lambda: self.runner.prune(stack), PRUNED, notes, True
+                outcome = self._destroy_owned(
+                    account,
+                    stack,
+                    lambda: self.runner.prune(stack),
+                    PRUNED,
+                    "destroyed and removed: the account left the fleet",
+                    removes=True,
                 )
         except Exception as err:
             outcome = Outcome(account, stack, PRUNE_FAILED, None, 0.0, f"{err}", one_line(str(err)))
         if outcome.result == FAILED:  # its CLI was killed: the prune did not happen
             outcome = replace(outcome, result=PRUNE_FAILED)
         return replace(outcome, duration=self.clock() - start)
+
+    def _destroy_owned(
+        self,
+        account: str,
+        stack: str,
+        action: Callable[[], RunReport],
+        result: str,
+        note: str,
+        removes: bool,
+    ) -> Outcome:
+        """Destroy a stack this fleet owns (a former member's prune, or a teardown): marked with
+        this run first, so that a later run knows a lock it leaves for a dead run's."""
+        before = self._former_tags.get(stack, {})
+        self.runner.set_tags(stack, {TAG_RUN: self.settings.run_id})
+        return self._locked_safely(account, stack, before, action, result, [note], removes)
+
+    # --- a teardown: every stack the fleet owns, destroyed (`make destroy`)
+
+    def teardown(self, found: FleetStacks, destroy: Callable[[str], RunReport]) -> FleetRun:
+        """Destroy the resources of every stack in `found.owned` (`destroy`: the CLI's `pulumi
+        destroy`, the stack kept), under the fleet's lease, `workers` at a time. A stack with no
+        resources is left alone. Stops as an update does on SIGTERM/SIGINT; a failed member does
+        not stop the others (each destroy is independent of the rest)."""
+        run = FleetRun(self.template, TEARDOWN, [], [])
+        self._former_tags = dict(found.tags)
+        if found.owned:
+            try:
+                self.existing = self.runner.stacks()
+            except Exception as error:
+                run.notes.append(f"could not list the backend's stacks: {one_line(str(error))}")
+                return run
+            lease = Lease(self)
+            lease.acquire()
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, self.settings.workers)) as pool:
+                    run.outcomes = list(
+                        pool.map(lambda s: self._tear_down(s, destroy), found.owned)
+                    )
+            finally:
+                lease.release()
+        run.stopped = self.stop.reason if self.stop.stopped else ""
+        run.signal = self.stop.signal
+        run.outcomes.sort(key=lambda o: (o.account_id, o.stack))
+        return run
+
+    def _tear_down(self, stack: str, destroy: Callable[[str], RunReport]) -> Outcome:
+        account = member_stack_pattern(self.template).fullmatch(stack)[1]  # type: ignore[index]
+        if self.stop.stopped:
+            return Outcome(account, stack, NOT_STARTED, None, 0.0, reason=self.stop.reason)
+        state = self.existing.get(stack)
+        if state is None:
+            return Outcome(account, stack, EMPTY, {}, 0.0, reason="no stack: nothing to destroy")
+        if state.resource_count == 0:
+            return Outcome(account, stack, EMPTY, {}, 0.0, reason="no resources: nothing to do")
+        start = self.clock()
+        try:
+            outcome = self._destroy_owned(
+                account,
+                stack,
+                lambda: destroy(stack),
+                DESTROYED,
+                "resources destroyed; the stack and its tags are kept",
+                removes=False,
+            )
+        except Exception as err:
+            outcome = Outcome(
+                account, stack, DESTROY_FAILED, None, 0.0, f"{err}", one_line(str(err))[:300]
+            )
+        if outcome.result == FAILED:  # its CLI was killed: the destroy did not end
+            outcome = replace(outcome, result=DESTROY_FAILED)
+        return replace(outcome, duration=self.clock() - start)
+
+
+@dataclass(frozen=True)
+class FleetStacks:
+    """The stacks named like members of a fleet, by who owns them (the stack tags)."""
+
+    owned: tuple[str, ...] = ()  # tagged as this template's and project's: the fleet's own
+    foreign: tuple[str, ...] = ()  # untagged, or tagged as another template's or project's
+    released: tuple[str, ...] = ()  # released by a prune (retainStacksOnAccountRemoval)
+    tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    unreadable: tuple[str, ...] = ()  # why a stack's tags could not be read
+
+
+def fleet_stacks(
+    runner: Runner, template: str, project: str, candidates: Sequence[str]
+) -> FleetStacks:
+    """Who owns each of `candidates`: the one rule for pruning and for a teardown. A stack is
+    the fleet's when tagged with this template, and with this project or none (tags written
+    before the project tag existed). A stack whose tags cannot be read is nobody's."""
+    owned: list[str] = []
+    foreign: list[str] = []
+    released: list[str] = []
+    tags_of: dict[str, Mapping[str, str]] = {}
+    unreadable: list[str] = []
+    for stack in sorted(candidates):
+        try:
+            tags = runner.tags(stack)
+        except Exception as error:
+            unreadable.append(f"could not read the tags of {stack}: {one_line(str(error))}")
+            continue
+        if tags.get(TAG_RETAINED) == template and TAG_TEMPLATE not in tags:
+            released.append(stack)  # no longer the fleet's, and known to be so
+            continue
+        mine = tags.get(TAG_TEMPLATE) == template and tags.get(TAG_PROJECT) in (project, None)
+        (owned if mine else foreign).append(stack)
+        tags_of[stack] = tags
+    return FleetStacks(tuple(owned), tuple(foreign), tuple(released), tags_of, tuple(unreadable))
+
+
+class TeardownRunner(Runner, Protocol):
+    def destroy(self, stack: str) -> RunReport: ...
+
+
+def teardown_fleet(
+    template: str,
+    project: str,
+    runner: TeardownRunner,
+    env: Mapping[str, str],
+    stop: Stop,
+    err: TextIO = sys.stderr,
+    found: FleetStacks | None = None,
+) -> FleetRun:
+    """`make destroy`'s fleet part: destroy every stack the fleet owns, by the rules, lease and
+    signal handling of `make fleet-up` (a prune that keeps the stacks)."""
+    if found is None:
+        pattern = member_stack_pattern(template)
+        found = fleet_stacks(
+            runner, template, project, [s for s in runner.stacks() if pattern.fullmatch(s)]
+        )
+    settings = Settings(
+        command=TEARDOWN,
+        workers=parallelism(len(found.owned), env, available_memory_mb()),
+        run_id=env.get("FLEET_RUN_ID") or uuid.uuid4().hex[:12],
+        heartbeat_seconds=heartbeat_seconds(env),
+    )
+    driver = Driver(template, project, runner, lambda role, region: None, settings, stop, err)
+    run = driver.teardown(found, runner.destroy)
+    run.notes[:0] = list(found.unreadable)
+    return run
 
 
 class FleetBusy(Exception):

@@ -477,11 +477,22 @@ class CliRunner:
     def prune(self, stack: str) -> RunReport:
         """Destroy a former member's resources, then remove its stack."""
         with self.workspace(stack) as work_dir:
-            args = ["destroy", "--yes", "--skip-preview", "--json", "--stack", stack]
-            stdout, _ = self.cli(args, work_dir, stack)
+            stdout, _ = self.cli(destroy_args(stack), work_dir, stack)
             self.cli(["stack", "rm", "--yes", "--stack", stack], work_dir, stack)
         report = report_from_json(stdout)
         return report
+
+    def destroy(self, stack: str) -> RunReport:
+        """Destroy a stack's resources and keep the stack: its tags (who owns it), its history.
+        `pulumi destroy` runs no program: each resource is deleted by the provider recorded in
+        the state, configured as the state says (a member's assumed role included)."""
+        with self.workspace(stack) as work_dir:
+            stdout, _ = self.cli(destroy_args(stack), work_dir, stack)
+        return report_from_json(stdout)
+
+
+def destroy_args(stack: str) -> list[str]:
+    return ["destroy", "--yes", "--skip-preview", "--json", "--stack", stack]
 
 
 def stop_signal_name(signum: int) -> str:

@@ -524,7 +524,7 @@ class Attack:
     tries: tuple[tuple[str, str, str], ...]
 
 
-PREVIEW, DEPLOY, FLEET, RELEASE = WORKFLOW_PATHS
+PREVIEW, DEPLOY, FLEET, RELEASE, DOCTOR = WORKFLOW_PATHS
 FAIL_CLOSED_UPSTREAM = "ROLE_ARN: ${{ vars.UPSTREAM_AWS_PREVIEW_ROLE_ARN }}"
 ATTACKS = (
     Attack(
@@ -570,6 +570,16 @@ ATTACKS = (
                 "        with:\n          role-to-assume: ${{ vars.FLEET_AWS_PREVIEW_ROLE_ARN }}",
                 "        if: vars.FLEET_AWS_PREVIEW_ROLE_ARN != ''\n        with:\n          role-to-assume: ${{ vars.FLEET_AWS_PREVIEW_ROLE_ARN }}",
             ),
+            (
+                DOCTOR,
+                'Nothing falls back to another role."\n            exit 1\n',
+                'Nothing falls back to another role."\n            exit 0\n',
+            ),
+            (
+                DOCTOR,
+                "        id: upstream\n        with:\n",
+                "        id: upstream\n        if: vars.UPSTREAM_AWS_PREVIEW_ROLE_ARN != ''\n        with:\n",
+            ),
         ),
     ),
     Attack(
@@ -590,6 +600,11 @@ ATTACKS = (
                 "    environment: ${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}",
                 "    environment: ${{ vars.DEPLOY_ENVIRONMENT || 'production' }}",
             ),
+            (
+                DOCTOR,
+                "role-to-assume: ${{ vars.DOWNSTREAM_AWS_PREVIEW_ROLE_ARN }}",
+                "role-to-assume: ${{ vars.DOWNSTREAM_AWS_ROLE_ARN }}",
+            ),
         ),
     ),
     Attack(
@@ -606,6 +621,11 @@ ATTACKS = (
                 PREVIEW,
                 "  plan:\n    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n",
                 "  plan:\n    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n      id-token: write\n",
+            ),
+            (
+                DOCTOR,
+                "    timeout-minutes: 30\n    environment: ${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}\n",
+                "    timeout-minutes: 30\n",
             ),
         ),
     ),
@@ -660,6 +680,11 @@ ATTACKS = (
                 "          PULUMI_CONFIG_PASSPHRASE: ${{ secrets.PULUMI_CONFIG_PASSPHRASE }}\n        with:\n",
                 "          PULUMI_CONFIG_PASSPHRASE: ${{ secrets.PULUMI_CONFIG_PASSPHRASE }}\n        with:\n          github-token: ${{ secrets.ADMIN_TOKEN }}\n",
             ),
+            (
+                DOCTOR,
+                "\nenv:\n  TEMPLATE:",
+                "\nenv:\n  TOKEN: ${{ secrets.PULUMI_ACCESS_TOKEN }}\n  TEMPLATE:",
+            ),
         ),
     ),
     Attack(
@@ -680,6 +705,11 @@ ATTACKS = (
                 RELEASE,
                 "      - uses: actions/download-artifact@",
                 "      - run: make test\n      - uses: actions/download-artifact@",
+            ),
+            (
+                DOCTOR,
+                "      id-token: write # OIDC tokens for the upstream's and the downstream's read-only roles\n",
+                "      id-token: write\n      issues: write\n",
             ),
         ),
     ),
@@ -716,6 +746,11 @@ ATTACKS = (
                 "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c",
                 "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06d",
             ),
+            (
+                DOCTOR,
+                "actions/upload-artifact@b7c566a772e6b6bfb58ed0dc250532a479d7789f # v6.0.0",
+                "actions/upload-artifact@v6",
+            ),
         ),
     ),
     Attack(
@@ -728,6 +763,7 @@ ATTACKS = (
                 "        with:\n          persist-credentials: false\n      - uses: actions/setup-python",
                 "\n      - uses: actions/setup-python",
             ),
+            (DOCTOR, "persist-credentials: false", "persist-credentials: true"),
         ),
     ),
     Attack(
@@ -768,6 +804,11 @@ ATTACKS = (
                 RELEASE,
                 'gh release create "$GITHUB_REF_NAME"',
                 'gh release create "${{ github.ref_name }}"',
+            ),
+            (
+                DOCTOR,
+                'run: make doctor DOWNSTREAM_STACK="$DOWNSTREAM_STACK"',
+                'run: make doctor DOWNSTREAM_STACK="$DOWNSTREAM_STACK" IMAGE="${{ inputs.image }}"',
             ),
         ),
     ),

@@ -342,3 +342,106 @@ def test_previews_apply_the_policy_pack_of_the_base_branch() -> None:
         # The branch's `make install` runs before the base branch's files are there.
         install = next(i for i, s in enumerate(steps) if s.get("run") == "make install")
         assert install < steps.index(trusted) < steps.index(sync) < steps.index(preview), name
+
+
+# --- doctor.yml: `make doctor` on a schedule ------------------------------------------------------
+
+DOCTOR = "doctor.yml"
+# The roles each doctor job assumes: read-only ones only (and the Organizations reader).
+DOCTOR_ROLES = {
+    "doctor": ["UPSTREAM_AWS_PREVIEW_ROLE_ARN", "DOWNSTREAM_AWS_PREVIEW_ROLE_ARN"],
+    "members": ["FLEET_ORGANIZATIONS_ROLE_ARN"],
+    "fleet": ["UPSTREAM_AWS_PREVIEW_ROLE_ARN", "FLEET_AWS_PREVIEW_ROLE_ARN"],
+}
+
+
+def test_the_doctor_runs_on_a_schedule_and_by_hand_on_main_only() -> None:
+    workflow = load(DOCTOR)
+    triggers = workflow["on"]
+    assert set(triggers) == {"schedule", "workflow_dispatch"} and len(triggers["schedule"]) == 1
+    assert set(triggers["workflow_dispatch"]["inputs"]) == {"image"}
+    schedule = Event("schedule", variables={})
+    assert may_run(workflow, schedule) == {"doctor"}, "a single downstream stack"
+    fleet_only = Event("schedule", variables={"FLEET_TEMPLATE": "downstream"})
+    assert may_run(workflow, fleet_only) == {"members", "fleet"}, "its members, not the template"
+    both = Event("schedule", variables={"FLEET_TEMPLATE": "fleet"})
+    assert may_run(workflow, both) == {"doctor", "members", "fleet"}
+    assert may_run(workflow, Event("workflow_dispatch", inputs={"image": "golden/base:1.0"})) == {
+        "doctor",
+        "members",
+        "fleet",
+    }
+    for ref in ("refs/heads/feature", "refs/tags/v1"):
+        assert may_run(workflow, Event("workflow_dispatch", ref)) == set(), ref
+    assert (
+        may_run(workflow, PULL_REQUEST) == set() and may_run(workflow, FORK_PULL_REQUEST) == set()
+    )
+
+
+def test_the_doctor_reads_with_read_only_roles_and_no_secret() -> None:
+    workflow = load(DOCTOR)
+    assert workflow["permissions"] == {}
+    assert "secrets." not in (WORKFLOWS / DOCTOR).read_text()
+    for name, job in workflow["jobs"].items():
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}, name
+        creds = steps_using(job, "aws-actions/configure-aws-credentials")
+        roles = [str(s["with"]["role-to-assume"]) for s in creds]
+        assert roles == [f"${{{{ vars.{r} }}}}" for r in DOCTOR_ROLES[name]], name
+        assert not steps_using(job, "pulumi/actions"), "the doctor plans offline: no Pulumi CLI"
+        for step in steps_using(job, "actions/checkout"):
+            assert step["with"]["persist-credentials"] is False, name
+    for name in ("doctor", "fleet"):
+        assert workflow["jobs"][name]["environment"] == PREVIEW_ENVIRONMENT, name
+    # The members job is fleet.yml's: the Organizations reader trusts that environment.
+    assert (
+        workflow["jobs"]["members"]["environment"]
+        == load("fleet.yml")["jobs"]["members"]["environment"]
+    )
+
+
+def test_the_upstreams_credentials_become_a_profile_and_the_jobs_stay_the_downstreams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, command in (("doctor", "make doctor "), ("fleet", "make fleet-doctor ")):
+        job = load(DOCTOR)["jobs"][name]
+        upstream, member = steps_using(job, "aws-actions/configure-aws-credentials")
+        # The upstream's credentials go to step outputs only, not to the job's environment.
+        assert upstream["with"]["output-credentials"] is True
+        assert upstream["with"]["output-env-credentials"] is False
+        assert "output-credentials" not in member["with"]
+        profile = named(job, "The upstream's credentials as the profile `upstream`")
+        steps = job["steps"]
+        assert steps.index(upstream) < steps.index(profile) < steps.index(member)
+        [doctor] = [s for s in steps if str(s.get("run", "")).startswith(command)]
+        assert doctor["env"]["UPSTREAM_AWS_PROFILE"] == "upstream", name
+        assert steps.index(member) < steps.index(doctor), name
+        # IMAGE reaches the doctor in the environment, where make does not expand it.
+        assert "IMAGE" not in doctor["run"] and "${{" not in doctor["run"], name
+        forget = named(job, "Forget the upstream's credentials")
+        assert forget["if"] == "always()" and steps.index(forget) > steps.index(doctor)
+
+        work = tmp_path / name
+        work.mkdir()
+        github_env = work / "github-env"
+        github_env.touch()
+        keys = {"KEY_ID": "ASIAUPSTREAM", "SECRET_KEY": "s3cr/et+key", "SESSION_TOKEN": "tok%en"}
+        result = run_step(
+            profile, work, {**keys, "RUNNER_TEMP": str(work), "GITHUB_ENV": str(github_env)}
+        )
+        assert result.returncode == 0, result.stderr
+        credentials = work / "doctor-credentials"
+        assert credentials.stat().st_mode & 0o077 == 0, "readable by the runner's user only"
+        assert github_env.read_text() == f"AWS_SHARED_CREDENTIALS_FILE={credentials}\n"
+        # With the job's (downstream) credentials in the environment, the profile is still the
+        # upstream's: botocore leaves the environment out when a profile is named.
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(work / "no-config"))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIADOWNSTREAM")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "downstream")
+        import boto3
+
+        found = boto3.Session(profile_name="upstream").get_credentials()
+        assert found is not None
+        assert (found.access_key, found.secret_key, found.token) == tuple(keys.values())
+        job_credentials = boto3.Session().get_credentials()
+        assert job_credentials is not None and job_credentials.access_key == "ASIADOWNSTREAM"

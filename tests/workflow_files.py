@@ -22,7 +22,7 @@ import yaml
 from scripts.stack_files import PROJECT_DIR
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
-NAMES = ("preview.yml", "deploy.yml", "fleet.yml", "release.yml")
+NAMES = ("preview.yml", "deploy.yml", "fleet.yml", "release.yml", "doctor.yml")
 
 PREVIEW_ENVIRONMENT = "${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}"
 DEPLOY_ENVIRONMENT = "${{ vars.DEPLOY_ENVIRONMENT || 'production' }}"

@@ -22,11 +22,18 @@ from pulumi_policy import (
 from components.rules import quotas
 from components.rules.policy_rules import (
     ECR_ACTIONS,
+    EVENTS_SERVICE,
     PULL_THROUGH_CACHE_SERVICE,
     ROLE_SERVICES,
+    Problem,
     Registry,
+    alert_role_policy_problems,
+    alert_target_problems,
+    alert_topic_policy_problems,
     denied_reads,
+    events_source_problems,
     grants_in,
+    is_alert_role_policy,
     statement_problems,
 )
 
@@ -37,6 +44,9 @@ ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
 REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
+TOPIC = "aws:sns/topic:Topic"
+TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 
 ECR_REGISTRY_URL = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
@@ -75,10 +85,15 @@ def _label(statement: dict[str, Any], index: int) -> str:
     return f"statement {statement.get('Sid') or index}"
 
 
+def _problem_texts(label: str, problems: list[Problem]) -> list[str]:
+    return [f"{label}{p.path}: {p.value!r} is not valid: {p.valid}" for p in problems]
+
+
 def trust_policy_violations(assume_role_policy: str | dict[str, Any] | None) -> list[str]:
     """Every role of an ecr-ptc stack is assumed by one AWS service, pull through cache or ECR
-    (creation templates), and by nothing else: no account, no federated identity, no wildcard,
-    no NotPrincipal, only sts:AssumeRole."""
+    (creation templates) or EventBridge (alerts to an event bus, only for the rules its
+    aws:SourceArn and aws:SourceAccount conditions name), and by nothing else: no account, no
+    federated identity, no wildcard, no NotPrincipal, only sts:AssumeRole."""
     violations = []
     statements = _statements(assume_role_policy)
     services: set[str] = set()
@@ -103,6 +118,8 @@ def trust_policy_violations(assume_role_policy: str | dict[str, Any] | None) -> 
                 )
             else:
                 services.add(value)
+                if value == EVENTS_SERVICE:
+                    violations += _problem_texts(label, events_source_problems(statement))
     if len(services) > 1:
         violations.append(
             f"the role trusts {' and '.join(sorted(services))}: one service per role, so that "
@@ -127,7 +144,12 @@ _KMS_KEY = re.compile(
 def identity_policy_violations(policy: str | dict[str, Any] | None) -> list[str]:
     """A role policy or managed policy of an ecr-ptc stack allows ECR and a template key's KMS
     use only, on repository and key ARNs (ecr:GetAuthorizationToken alone on "*"): no IAM, no
-    STS, no other service, no NotAction or NotResource."""
+    STS, no other service, no NotAction or NotResource. An alert role's policy (one that allows
+    events:PutEvents) allows exactly that, on event bus ARNs, and nothing else."""
+    if is_alert_role_policy(_document(policy)):
+        return _problem_texts(
+            "the alert role's policy ", alert_role_policy_problems(_document(policy))
+        )
     violations = []
     for i, statement in enumerate(_statements(policy)):
         if statement.get("Effect") != "Allow":
@@ -214,6 +236,19 @@ def rule_violations(upstream_registry_url: str | None, custom_role_arn: str | No
     return []
 
 
+def topic_policy_violations(policy: str | dict[str, Any] | None) -> list[str]:
+    """An ecr-ptc topic (an alert topic) lets EventBridge publish to it for the rules its
+    conditions name, and nobody anything else."""
+    if policy is None:
+        return []
+    return _problem_texts("the topic policy's ", alert_topic_policy_problems(_document(policy)))
+
+
+def event_target_violations(arn: Any, role_arn: Any) -> list[str]:
+    """An event bus target is sent to with a role; a topic target takes none."""
+    return _problem_texts("the target", alert_target_problems(arn, role_arn))
+
+
 def _policy(
     name: str,
     description: str,
@@ -238,13 +273,15 @@ def _policy(
 POLICIES: list[Policy] = [
     _policy(
         "ptc-role-trusts-only-the-cache-service",
-        "Every role is assumed by one service, pull through cache or ECR, and nothing else.",
+        "Every role is assumed by one service, pull through cache, ECR or (an alert role, for its "
+        "rule only) EventBridge, and nothing else.",
         [ROLE],
         lambda _, props: trust_policy_violations(props.get("assumeRolePolicy")),
     ),
     _policy(
         "ecr-ptc-identity-policies-allow-ecr-only",
-        "Role and managed policies allow only ECR and a template key's KMS use, on ARNs.",
+        "Role and managed policies allow only ECR and a template key's KMS use, on ARNs; an "
+        "alert role's only events:PutEvents on event bus ARNs.",
         [ROLE_POLICY, MANAGED_POLICY],
         lambda _, props: identity_policy_violations(props.get("policy")),
     ),
@@ -272,6 +309,20 @@ POLICIES: list[Policy] = [
         lambda _, props: rule_violations(
             props.get("upstreamRegistryUrl"), props.get("customRoleArn")
         ),
+    ),
+    _policy(
+        "ecr-ptc-alert-topics-let-only-eventbridge-publish",
+        "An SNS topic policy allows only events.amazonaws.com sns:Publish on the topic, for the "
+        "rules its aws:SourceArn and aws:SourceAccount conditions name.",
+        [TOPIC_POLICY, TOPIC],
+        lambda _, props: topic_policy_violations(props.get("policy")),
+    ),
+    _policy(
+        "ecr-ptc-alert-targets-send-to-a-bus-with-a-role",
+        "An EventBridge target that is an event bus names the role it is sent with; a topic "
+        "target names none.",
+        [EVENT_TARGET],
+        lambda _, props: event_target_violations(props.get("arn"), props.get("roleArn")),
     ),
     _policy(
         "ecr-policy-within-quota",

@@ -38,7 +38,7 @@ from typing import Any
 
 from components.inputs.errors import ConfigError
 from components.inputs.stack_config import (
-    DownstreamConfig,
+    ALERTS,
     allowed_account_id,
     is_fleet_template,
     parse,
@@ -60,7 +60,9 @@ from components.rules.aws_names import (
 from components.rules.policy_rules import (
     CACHE_READ_ACTIONS,
     ECR_SERVICE,
+    EVENTS_SERVICE,
     PULL_THROUGH_CACHE_SERVICE,
+    PUT_EVENTS_ACTION,
 )
 from scripts.deploy import (
     ALLOWED_ACCOUNTS_KEY,
@@ -81,6 +83,9 @@ COMPONENT = "ecr-ptc"
 CACHE_ROLE_PREFIX = f"{COMPONENT}-role-"
 TEMPLATE_ROLE_PREFIX = f"{COMPONENT}-template-role-"
 CONSUMER_POLICY_PREFIX = f"{COMPONENT}-consumer-policy-"
+# Every alert rule, topic and role: `ecr-ptc-alerts-<region>`, `...-topic`, `...-role`, each
+# with Pulumi's suffix (components/plan/stack_plan.py plan_alerts).
+ALERTS_PREFIX = f"{COMPONENT}-alerts-"
 PROJECT_NAME = "ecr-ptc"
 
 ROLE_NAME_KEY = "ecr-ptc:roleName"
@@ -195,13 +200,67 @@ RESOURCE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "delete": ("ecr:DeleteRepositoryCreationTemplate",),
     },
+    # alerts (either side; internal/service/events/{rule,target}.go, internal/service/sns/
+    # {topic,topic_policy,topic_subscription}.go)
+    "aws.cloudwatch.EventRule": {
+        "create": ("events:PutRule", "events:TagResource"),
+        "read": ("events:DescribeRule", "events:ListTagsForResource"),
+        "update": ("events:PutRule", "events:TagResource", "events:UntagResource"),
+        "delete": ("events:DeleteRule",),
+    },
+    "aws.cloudwatch.EventTarget": {
+        # An event bus target is handed the alert role (role_arn).
+        "create": ("events:PutTargets", "iam:PassRole"),
+        "read": ("events:ListTargetsByRule",),
+        "update": ("events:PutTargets", "iam:PassRole"),
+        "delete": ("events:RemoveTargets",),
+    },
+    "aws.sns.Topic": {
+        "create": ("sns:CreateTopic", "sns:SetTopicAttributes", "sns:TagResource"),
+        "read": ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
+        "update": ("sns:SetTopicAttributes", "sns:TagResource", "sns:UntagResource"),
+        "delete": ("sns:DeleteTopic",),
+    },
+    "aws.sns.TopicPolicy": {
+        # Deleting it puts the topic's default policy back.
+        "create": ("sns:SetTopicAttributes",),
+        "read": ("sns:GetTopicAttributes",),
+        "update": ("sns:SetTopicAttributes",),
+        "delete": ("sns:SetTopicAttributes",),
+    },
+    "aws.sns.TopicSubscription": {
+        "create": ("sns:Subscribe",),
+        "read": ("sns:GetSubscriptionAttributes",),
+        "update": ("sns:SetSubscriptionAttributes",),
+        "delete": ("sns:Unsubscribe",),
+    },
 }
 WRITE_OPERATIONS = ("create", "update", "delete")
+ALERT_RESOURCE_TYPES = (
+    "aws.cloudwatch.EventRule",
+    "aws.cloudwatch.EventTarget",
+    "aws.sns.Topic",
+    "aws.sns.TopicPolicy",
+    "aws.sns.TopicSubscription",
+)
+# SNS's subscription actions have no resource type: a subscription is named by an ARN only once
+# it exists, and IAM scopes none of them (the one deliberate "*" of the alerts, narrowed to the
+# stack's regions).
+SUBSCRIPTION_ACTIONS = frozenset(
+    {"sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes", "sns:Unsubscribe"}
+)
 
 SIDE_RESOURCE_TYPES = {
-    # Every type a side can declare, whatever its options (grantVia, templates, consumer roles):
-    # switching an option deletes the old kind, which the role must still be able to do.
-    "upstream": ("aws.ecr.AccountSetting", "aws.ecr.RegistryPolicy", "aws.ecr.RepositoryPolicy"),
+    # Every type a side can declare, whatever its options (grantVia, templates, consumer roles,
+    # alerts): switching an option deletes the old kind, which the role must still be able to
+    # do. The upstream's alert role (alerts to an event bus) is the exception: an upstream deploy
+    # role manages roles only when the stack sets a permissions boundary (alert_role_statements).
+    "upstream": (
+        "aws.ecr.AccountSetting",
+        "aws.ecr.RegistryPolicy",
+        "aws.ecr.RepositoryPolicy",
+        *ALERT_RESOURCE_TYPES,
+    ),
     "downstream": (
         "aws.ecr.PullThroughCacheRule",
         "aws.ecr.RepositoryCreationTemplate",
@@ -209,6 +268,7 @@ SIDE_RESOURCE_TYPES = {
         "aws.iam.Role",
         "aws.iam.RolePolicy",
         "aws.iam.RolePolicyAttachment",
+        *ALERT_RESOURCE_TYPES,
     ),
 }
 
@@ -258,8 +318,14 @@ class Stack:
     partition: str
     regions: tuple[str, ...]
     config: Mapping[str, Any]
-    boundary: str | None = None  # ecr-ptc:permissionsBoundaryArn (downstream)
-    path: str = "/"  # ecr-ptc:iamPath (downstream)
+    boundary: str | None = None  # ecr-ptc:permissionsBoundaryArn
+    path: str = "/"  # ecr-ptc:iamPath
+
+    @property
+    def alerts_to_a_bus(self) -> bool:
+        """Whether ecr-ptc:alerts sends to an event bus, with an alert role the stack creates."""
+        alerts = self.config.get(ALERTS.full)
+        return isinstance(alerts, Mapping) and bool(alerts.get("eventBusArn"))
 
 
 def actions_for(resource_types: Iterable[str], operations: Iterable[str]) -> set[str]:
@@ -281,9 +347,7 @@ def load_stack(side: str, name: str, project_dir: Path) -> Stack:
         parsed = parse(raw, name)
     except ConfigError as err:
         raise CiRolesError(f"{file}: {err}") from None
-    boundary = path = None
-    if isinstance(parsed, DownstreamConfig):
-        boundary, path = parsed.permissions_boundary_arn, parsed.iam_path
+    boundary, path = parsed.permissions_boundary_arn, parsed.iam_path
     if account is None:
         raise CiRolesError(
             f"{ALLOWED_ACCOUNTS_KEY} in {file} must list the one account of the {side} stack, "
@@ -323,15 +387,25 @@ def _iam(stack: Stack, kind: str, name: str) -> str:
     return f"arn:{stack.partition}:iam::{stack.account}:{kind}/{name}"
 
 
-def stack_role_arns(stack: Stack) -> list[str]:
-    """The cache role and the template role, under the stack's IAM path."""
-    cache_role = stack.config.get(ROLE_NAME_KEY) or f"{CACHE_ROLE_PREFIX}*"
+def _role_under_path(stack: Stack, name: str) -> str:
     path = stack.path.strip("/")
     under = f"{path}/" if path else ""
+    return _iam(stack, "role", f"{under}{name}")
+
+
+def stack_role_arns(stack: Stack) -> list[str]:
+    """The cache role, the template role and the alert roles, under the stack's IAM path."""
+    cache_role = stack.config.get(ROLE_NAME_KEY) or f"{CACHE_ROLE_PREFIX}*"
     return [
-        _iam(stack, "role", f"{under}{cache_role}"),
-        _iam(stack, "role", f"{under}{TEMPLATE_ROLE_PREFIX}*"),
+        _role_under_path(stack, cache_role),
+        _role_under_path(stack, f"{TEMPLATE_ROLE_PREFIX}*"),
+        alert_role_arn(stack),
     ]
+
+
+def alert_role_arn(stack: Stack) -> str:
+    """Every alert role of the stack (one per region, `ecr-ptc-alerts-<region>-role-...`)."""
+    return _role_under_path(stack, f"{ALERTS_PREFIX}*")
 
 
 def consumer_role_arns(stack: Stack) -> list[str]:
@@ -417,6 +491,7 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
             },
         ),
     ]
+    statements += alert_statements(stack, operations)
     if stack.side == "upstream":
         prefix = stack.config.get(REPOSITORY_PREFIX_KEY) or None
         statements.append(
@@ -426,7 +501,7 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
                 repository_arns(stack, [prefix]),
             )
         )
-        return statements
+        return statements + upstream_alert_role_statements(stack, operations, deploy)
     role_actions = actions_for(["aws.iam.Role", "aws.iam.RolePolicy"], operations)
     bounded = role_actions & BOUNDED_ROLE_ACTIONS
     statements += [
@@ -472,7 +547,7 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
             ),
         ]
     if deploy:
-        cache_role, template_role = stack_role_arns(stack)
+        cache_role, template_role, alert_role = stack_role_arns(stack)
         statements += boundary_guards(stack)
         statements += [
             statement(
@@ -487,6 +562,7 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
                 [template_role],
                 {"StringEquals": {"iam:PassedToService": ECR_SERVICE}},
             ),
+            pass_alert_role(alert_role),
             statement(
                 "EcrServiceLinkedRoles",
                 ["iam:CreateServiceLinkedRole"],
@@ -501,6 +577,75 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
             ),
         ]
     return statements
+
+
+def alert_statements(stack: Stack, operations: Iterable[str]) -> list[dict[str, Any] | None]:
+    """The alert rules and topics (either side), by the names the program gives them, in the
+    stack's regions; the subscriptions' actions, which IAM cannot scope, on "*" in those
+    regions. Handing the alert roles to EventBridge is pass_alert_role's."""
+    types = ALERT_RESOURCE_TYPES
+    wanted = actions_for(types, operations) - {"iam:PassRole"}
+    named = f"{ALERTS_PREFIX}*"
+    return [
+        statement(
+            "AlertRules",
+            {a for a in wanted if a.startswith("events:")},
+            [
+                f"arn:{stack.partition}:events:{r}:{stack.account}:rule/{named}"
+                for r in stack.regions
+            ],
+        ),
+        statement(
+            "AlertTopics",
+            {a for a in wanted if a.startswith("sns:")} - SUBSCRIPTION_ACTIONS,
+            [f"arn:{stack.partition}:sns:{r}:{stack.account}:{named}" for r in stack.regions],
+        ),
+        statement(
+            "AlertSubscriptionActionHasNoResourceType",
+            wanted & SUBSCRIPTION_ACTIONS,
+            ["*"],
+            _requested_regions(stack),
+        ),
+    ]
+
+
+def pass_alert_role(role_arn: str) -> dict[str, Any] | None:
+    """EventBridge alone may be handed the alert roles, as an event bus target's role."""
+    return statement(
+        "PassAlertRolesToEventBridge",
+        ["iam:PassRole"],
+        [role_arn],
+        {"StringEquals": {"iam:PassedToService": EVENTS_SERVICE}},
+    )
+
+
+def upstream_alert_role_statements(
+    stack: Stack, operations: Iterable[str], deploy: bool
+) -> list[dict[str, Any] | None]:
+    """The upstream's alert roles (alerts to an event bus): read them; with a permissions
+    boundary, also create, change and delete them, always with that boundary, and hand them to
+    EventBridge. Without a boundary the upstream deploy role manages no role at all (and
+    make ci-roles refuses an upstream whose alerts need one)."""
+    role = alert_role_arn(stack)
+    ops = tuple(operations)
+    role_actions = actions_for(["aws.iam.Role", "aws.iam.RolePolicy"], ops)
+    reads = actions_for(["aws.iam.Role", "aws.iam.RolePolicy"], ["read"])
+    if not deploy:
+        return [statement("AlertRoles", role_actions, [role])]
+    if stack.boundary is None:
+        return [statement("AlertRoles", reads, [role]), pass_alert_role(role)]
+    bounded = role_actions & BOUNDED_ROLE_ACTIONS
+    return [
+        statement("AlertRoles", role_actions - bounded, [role]),
+        pass_alert_role(role),
+        statement(
+            "StackRolesOnlyWithTheBoundary",
+            bounded,
+            [role],
+            {"ArnEquals": {BOUNDARY_CONDITION_KEY: stack.boundary}},
+        ),
+        *boundary_guards(stack),
+    ]
 
 
 # Role actions IAM evaluates iam:PermissionsBoundary for (the Service Authorization Reference;
@@ -569,6 +714,13 @@ def boundary_policy() -> dict[str, Any]:
                 "Sid": "CeilingOfTheCacheAndTemplateRoles",
                 "Effect": "Allow",
                 "Action": sorted(ecr | set(TEMPLATE_KMS_ACTIONS)),
+                "Resource": "*",
+            },
+            {
+                # The alert roles send events to the configured bus (their own policy names it).
+                "Sid": "CeilingOfTheAlertRoles",
+                "Effect": "Allow",
+                "Action": PUT_EVENTS_ACTION,
                 "Resource": "*",
             },
             {
@@ -641,10 +793,18 @@ def permission_policy(
 
 def stack_boundary(roles: Mapping[str, Mapping[str, Any]]) -> str:
     """The boundary ARN the downstream deploy role requires (its ArnEquals condition)."""
-    for s in roles["downstream-deploy"]["permissionPolicy"]["Statement"]:
-        if s.get("Sid") == "StackRolesOnlyWithTheBoundary":
+    found = _boundary_of(roles["downstream-deploy"])
+    if found is None:
+        raise CiRolesError("the downstream deploy role has no boundary condition")
+    return found
+
+
+def _boundary_of(role: Mapping[str, Any]) -> str | None:
+    """The boundary ARN a deploy role requires of the roles it creates, or None."""
+    for s in role["permissionPolicy"]["Statement"]:
+        if s.get("Sid") == "StackRolesOnlyWithTheBoundary" and "Condition" in s:
             return str(s["Condition"]["ArnEquals"][BOUNDARY_CONDITION_KEY])
-    raise CiRolesError("the downstream deploy role has no boundary condition")
+    return None
 
 
 def github_subject(repository: str, environment: str) -> str:
@@ -708,7 +868,18 @@ def ci_roles(
             }
         return roles
 
-    roles = side_roles(load_stack("upstream", upstream_stack, project_dir))
+    upstream = load_stack("upstream", upstream_stack, project_dir)
+    if upstream.alerts_to_a_bus and upstream.boundary is None:
+        raise CiRolesError(
+            f"{BOUNDARY_KEY} is not set in Pulumi.{upstream_stack}.yaml: its {ALERTS.full} go to "
+            "an event bus, with an alert role the upstream deploy role would create, and without "
+            "a permissions boundary it could create a role with any policy. Create the boundary "
+            f"policy in account {upstream.account} (`python -m scripts.ci_roles "
+            f"--boundary-policy` prints it; name it {BOUNDARY_POLICY_NAME}), then set "
+            f"{BOUNDARY_KEY}: arn:{upstream.partition}:iam::{upstream.account}:policy/"
+            f"{BOUNDARY_POLICY_NAME}"
+        )
+    roles = side_roles(upstream)
     values = stack_config(downstream_stack, project_dir)
     raw = cli_config(values or {}, project_dir)
     if values is not None and is_fleet_template(raw):
@@ -809,6 +980,14 @@ def main(
         output["boundaryPolicy"] = {
             "account": roles["downstream-deploy"]["account"],
             "policyArn": stack_boundary(roles),
+            "document": boundary_policy(),
+        }
+    upstream_boundary = _boundary_of(roles["upstream-deploy"])
+    if upstream_boundary is not None:
+        # The upstream's roles (its alert roles) carry a boundary of their own account.
+        output["upstreamBoundaryPolicy"] = {
+            "account": roles["upstream-deploy"]["account"],
+            "policyArn": upstream_boundary,
             "document": boundary_policy(),
         }
     if args.role:

@@ -37,7 +37,7 @@ from components.inputs.stack_config import (
     resolve_side,
 )
 from components.plan.contract import UpstreamFacts
-from components.plan.stack_plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, StackPlan
+from components.plan.stack_plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, RefText, StackPlan
 from components.rules.aws_names import SIZING_ACCOUNT_ID
 from scripts.deploy import check_upstream_organization, state_backend
 from scripts.stack_files import PROJECT_DIR, cli_config, qualify, stack_file_config, stack_names
@@ -281,6 +281,8 @@ def _lists_accounts(values: Mapping[str, Any]) -> bool:
 def _value(value: Any) -> Any:
     if isinstance(value, Ref):
         return str(value)
+    if isinstance(value, RefText):
+        return value.text
     if isinstance(value, Mapping):
         return {k: _value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -291,8 +293,9 @@ def _value(value: Any) -> Any:
 def resource_json(resource: PlannedResource, account: str) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for key, value in resource.properties.items():
-        if key in DOCUMENT_PROPERTIES and isinstance(value, str):
-            properties[key] = json.loads(value)
+        # A document that names another resource's output holds it as `${name.attribute}`.
+        if key in DOCUMENT_PROPERTIES and isinstance(value, str | RefText):
+            properties[key] = json.loads(value if isinstance(value, str) else value.text)
         else:
             properties[key] = _value(value)
     return {

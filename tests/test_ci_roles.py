@@ -445,7 +445,9 @@ def test_the_boundary_policy_allows_no_iam_sts_or_other_service(
     boundary = json.loads(capsys.readouterr().out)
     assert all(resource_formats(a) for a in actions(boundary)), "every action is real"
     services = {a.split(":")[0] for a in actions(boundary)}
-    assert services == {"ecr", "kms"}
+    assert services == {"ecr", "kms", "events"}
+    # Of EventBridge, only what the alert roles do: put events on a bus.
+    assert {a for a in actions(boundary) if a.startswith("events:")} == {"events:PutEvents"}
     [grant] = [s for s in statements(boundary) if "kms:CreateGrant" in _as_list(s["Action"])]
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 

@@ -92,12 +92,14 @@ def test_outputs(schema: dict[str, Any]) -> None:
     resources = schema["resources"]
     assert sorted(resources[UPSTREAM]["properties"]) == [
         "accountId",
+        "alertTopicArns",
         "outputs",
         "registryUrl",
         "repositoryArnPattern",
         "upstream",
     ]
     assert sorted(resources[CACHE]["properties"]) == [
+        "alertTopicArns",
         "consumerPolicyArn",
         "roleArn",
         "roleName",

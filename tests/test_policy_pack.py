@@ -380,6 +380,23 @@ def test_pack_passes_everything_ecr_ptc_generates() -> None:
     assert run_downstream(BASE).mocks.resources
 
 
+def test_pack_checks_the_alert_resources_too() -> None:
+    """Topic policies, alert roles and targets (tests/test_alerts.py tries each rule)."""
+    wide_topic = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "sns:Publish",
+        "Resource": "arn:aws:sns:eu-west-1:444455556666:ecr-ptc-alerts-eu-west-1-topic-a1b2c3d",
+    }
+    assert pack_violations("aws:sns/topicPolicy:TopicPolicy", {"policy": identity(wide_topic)})
+    unconditioned = trust({"Service": "events.amazonaws.com"})
+    assert pack_violations("aws:iam/role:Role", {"assumeRolePolicy": unconditioned})
+    bus = "arn:aws:events:us-east-1:999988887777:event-bus/central"
+    assert pack_violations("aws:cloudwatch/eventTarget:EventTarget", {"arn": bus})
+    put_anywhere = {"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}
+    assert pack_violations("aws:iam/rolePolicy:RolePolicy", {"policy": identity(put_anywhere)})
+
+
 def test_pack_entry_point_builds_a_mandatory_pack_with_every_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -316,6 +316,30 @@ def test_plain_camel_case_inputs_construct_the_cache(package: Plugin) -> None:
     assert component.typ == CACHE and component.parent == monitor.stack_urn
 
 
+def test_camel_case_alerts_reach_the_alert_resources(package: Plugin) -> None:
+    """`alerts` as any language sends it: nested objects, the protocol as the enum's string."""
+    subscription = {"protocol": "email", "endpoint": "platform-alerts@example.com"}
+    built = construct(
+        package, CACHE, cache_inputs(alerts={"topic": {"subscriptions": [subscription]}})
+    )
+    monitor = package.monitor
+    subscriptions = monitor.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert sorted(r.inputs["region"] for r in subscriptions) == ["eu-central-1", "eu-west-1"]
+    assert {r.inputs["protocol"] for r in subscriptions} == {"email"}
+    assert set(built.state["alertTopicArns"]) == {"eu-west-1", "eu-central-1"}
+    bus = "arn:aws:events:us-east-1:999988887777:event-bus/central"
+    built = construct(package, UPSTREAM, {"region": "us-east-1", "accountId": UPSTREAM_ACCOUNT,
+                                          "downstreamAccountIds": [DOWNSTREAM_ACCOUNT],
+                                          "alerts": {"eventBusArn": bus}}, name="registry")  # fmt: skip
+    [target] = [
+        r
+        for r in monitor.of_type("aws:cloudwatch/eventTarget:EventTarget")
+        if r.inputs["arn"] == bus
+    ]
+    assert target.inputs["region"] == "us-east-1" and target.inputs["roleArn"]
+    assert built.state["alertTopicArns"] == {}
+
+
 def test_the_rules_output_depends_on_every_rule(package: Plugin) -> None:
     """A program that pulls from `imageUriPrefix` waits for the rule behind it: the engine is
     told that `rules` depends on every rule resource (and the role output on the role)."""

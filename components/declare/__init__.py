@@ -5,17 +5,24 @@ A library user imports the components from here: `from ecr_ptc.declare import Pu
 """
 
 from .downstream import (
+    Alerts,
+    AlertSubscription,
+    AlertTopic,
     CacheRule,
     ImageTagMutability,
     PullThroughCache,
     PullThroughCacheArgs,
     RegionalCacheRule,
     RepositoryTemplate,
+    SubscriptionProtocol,
     UpstreamRegistry,
 )
 from .upstream import GrantVia, UpstreamRegistryAccess, UpstreamRegistryAccessArgs
 
 __all__ = [
+    "AlertSubscription",
+    "AlertTopic",
+    "Alerts",
     "CacheRule",
     "GrantVia",
     "ImageTagMutability",
@@ -23,6 +30,7 @@ __all__ = [
     "PullThroughCacheArgs",
     "RegionalCacheRule",
     "RepositoryTemplate",
+    "SubscriptionProtocol",
     "UpstreamRegistry",
     "UpstreamRegistryAccess",
     "UpstreamRegistryAccessArgs",

@@ -27,6 +27,7 @@ from ..inputs.stack_config import (
 from ..plan import contract
 from ..plan.contract import UpstreamFacts
 from ..plan.stack_plan import (
+    ALERTS_GROUP,
     CONSUMERS,
     MAIN,
     PULL_THROUGH_CACHE_RULE,
@@ -42,6 +43,7 @@ TYPE = "ecr-ptc:index:PullThroughCache"
 # The groups' types: part of their children's URNs since the first version.
 TEMPLATES_TYPE = "ecr-ptc:downstream:CacheRepositoryTemplates"
 CONSUMERS_TYPE = "ecr-ptc:downstream:CacheConsumerAccess"
+ALERTS_TYPE = "ecr-ptc:downstream:CacheAlerts"
 
 
 class ImageTagMutability(StrEnum):
@@ -113,6 +115,58 @@ class RepositoryTemplate(TypedDict):
     """Optional. The template's description (1-256 characters). Default: generated."""
 
 
+class SubscriptionProtocol(StrEnum):
+    """How an alert topic delivers to a subscriber (SNS's Subscribe protocols this program
+    subscribes)."""
+
+    EMAIL = "email"
+    """An email to the endpoint, an email address."""
+    EMAIL_JSON = "email-json"
+    """The event as JSON in an email to the endpoint, an email address."""
+    HTTPS = "https"
+    """An HTTPS POST to the endpoint, an https:// URL."""
+    HTTP = "http"
+    """An HTTP POST to the endpoint, an http:// URL."""
+    SMS = "sms"
+    """A text message to the endpoint, an E.164 phone number."""
+    SQS = "sqs"
+    """A message on the endpoint, an SQS queue ARN (its queue policy must let SNS send)."""
+    LAMBDA = "lambda"
+    """An invocation of the endpoint, a Lambda function ARN (it must let SNS invoke it)."""
+
+
+class AlertSubscription(TypedDict):
+    """One subscription of each region's alert topic. Required: protocol and endpoint."""
+
+    protocol: pulumi.Input[SubscriptionProtocol]
+    """Required. email, email-json, https, http, sms, sqs or lambda."""
+    endpoint: pulumi.Input[str]
+    """Required. The protocol's endpoint: an email address, a URL, an E.164 phone number, an
+    SQS queue or Lambda function ARN."""
+
+
+class AlertTopic(TypedDict):
+    """An SNS topic in each region, created by the component, that receives the alerts. Every
+    field is optional."""
+
+    subscriptions: NotRequired[pulumi.Input[list[pulumi.Input[AlertSubscription]]]]
+    """Optional. Up to 25 subscriptions of each region's topic. Default: none (subscribe
+    outside the stack, to the alertTopicArns output)."""
+
+
+class Alerts(TypedDict):
+    """Where the alerts go: exactly one of topic and eventBusArn."""
+
+    topic: NotRequired[pulumi.Input[AlertTopic]]
+    """Optional. An SNS topic in each region, created by the component; not with
+    eventBusArn."""
+    event_bus_arn: NotRequired[pulumi.Input[str]]
+    """Optional. An existing event bus (arn:<partition>:events:<region>:<account>:event-bus/
+    <name>, e.g. a central monitoring account's) to send the alerts to, with a role the
+    component creates per region; not with topic. The bus's policy must let this account put
+    events."""
+
+
 # The names of the first version, for programs that import them.
 CacheRuleArgs = CacheRule
 UpstreamRegistryArgs = UpstreamRegistry
@@ -164,8 +218,11 @@ class PullThroughCacheArgs(TypedDict):
     iam_path: NotRequired[pulumi.Input[str]]
     """Optional. IAM path of every role the component creates. Default: /."""
     tags: NotRequired[pulumi.Input[dict[str, pulumi.Input[str]]]]
-    """Optional. Tags for every taggable resource the component creates (its roles and its
-    managed policy); at most 50."""
+    """Optional. Tags for every taggable resource the component creates (its roles, its
+    managed policy, its alert rules and topics); at most 50."""
+    alerts: NotRequired[pulumi.Input[Alerts]]
+    """Optional. An EventBridge rule in each region for the cache fills of these rules that
+    did not succeed, delivered to an SNS topic or an event bus. Default: no alerts."""
 
 
 ARGUMENT_NAMES = {
@@ -175,7 +232,8 @@ ARGUMENT_NAMES = {
     **{
         k.full: k.name
         for k in keys.KEYS
-        if k.side == "downstream" and k not in (keys.UPSTREAM_ACCOUNT_ID, keys.UPSTREAM_REGION)
+        if k.side in ("downstream", "both")
+        and k not in (keys.UPSTREAM_ACCOUNT_ID, keys.UPSTREAM_REGION, keys.SIDE)
     },
 }
 
@@ -199,6 +257,7 @@ def downstream_config(values: dict[str, Any]) -> DownstreamConfig:
                 keys.IAM_PATH.full: values.get("iam_path"),
                 keys.CACHE_ROLE_ARN.full: values.get("cache_role_arn"),
                 keys.TAGS.full: values.get("tags"),
+                keys.ALERTS.full: camel_keys(values.get("alerts")),
             }
         )
     )
@@ -249,6 +308,8 @@ class PullThroughCache(pulumi.ComponentResource):
     so what reads imageUriPrefix waits for them."""
     consumer_policy_arn: pulumi.Output[str]
     """The managed policy to attach to the principals that pull through the cache."""
+    alert_topic_arns: pulumi.Output[dict[str, str]]
+    """Region -> the ARN of that region's alert topic; empty unless alerts go to a topic."""
 
     def __init__(
         self,
@@ -266,6 +327,10 @@ class PullThroughCache(pulumi.ComponentResource):
         if any(r.group == TEMPLATES for r in planned.resources):
             parents[TEMPLATES] = pulumi.ComponentResource(
                 TEMPLATES_TYPE, f"{name}-template", None, pulumi.ResourceOptions(parent=self)
+            )
+        if any(r.group == ALERTS_GROUP for r in planned.resources):
+            parents[ALERTS_GROUP] = pulumi.ComponentResource(
+                ALERTS_TYPE, f"{name}-alerts", None, pulumi.ResourceOptions(parent=self)
             )
         parents[CONSUMERS] = pulumi.ComponentResource(
             CONSUMERS_TYPE,
@@ -285,11 +350,13 @@ class PullThroughCache(pulumi.ComponentResource):
         summaries: list[RegionalCacheRule] = outputs[contract.RULES_OUTPUT]
         self.rules = pulumi.Output.all(*(r.urn for r in rule_resources)).apply(lambda _: summaries)
         self.consumer_policy_arn = outputs[contract.CONSUMER_POLICY_ARN]
+        self.alert_topic_arns = pulumi.Output.from_input(outputs.get(contract.ALERT_TOPIC_ARNS, {}))
         self.register_outputs(
             {
                 "roleArn": self.role_arn,
                 "roleName": self.role_name,
                 "rules": self.rules,
                 "consumerPolicyArn": self.consumer_policy_arn,
+                "alertTopicArns": self.alert_topic_arns,
             }
         )

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..inputs.stack_config import (
+    Alerts,
     DownstreamConfig,
     RawConfig,
     StackConfig,
@@ -20,11 +21,13 @@ from ..inputs.stack_config import (
 from ..plan import contract
 from ..plan.contract import UpstreamFacts
 from ..plan.stack_plan import StackPlan, plan_downstream, plan_upstream
+from .downstream import Alerts as AlertArguments
 from .downstream import (
     ImageTagMutability,
     PullThroughCache,
     PullThroughCacheArgs,
     RepositoryTemplateArgs,
+    SubscriptionProtocol,
     UpstreamRegistryArgs,
 )
 from .upstream import GrantVia, UpstreamRegistryAccess, UpstreamRegistryAccessArgs
@@ -38,8 +41,22 @@ V1_TYPES = {
 }
 
 
-def upstream_args(config: UpstreamConfig, account_id: str) -> UpstreamRegistryAccessArgs:
+def alerts_args(alerts: Alerts) -> AlertArguments:
+    """The alerts config as the components' `alerts` argument."""
+    if alerts.event_bus_arn is not None:
+        return {"event_bus_arn": alerts.event_bus_arn}
     return {
+        "topic": {
+            "subscriptions": [
+                {"protocol": SubscriptionProtocol(s.protocol), "endpoint": s.endpoint}
+                for s in alerts.subscriptions
+            ]
+        }
+    }
+
+
+def upstream_args(config: UpstreamConfig, account_id: str) -> UpstreamRegistryAccessArgs:
+    args: UpstreamRegistryAccessArgs = {
         "region": config.region.name,
         "account_id": account_id,
         "downstream_account_ids": list(config.downstream_account_ids),
@@ -53,6 +70,16 @@ def upstream_args(config: UpstreamConfig, account_id: str) -> UpstreamRegistryAc
             dict(s) for s in config.extra_registry_policy_statements
         ],
     }
+    # Only what is set: a stack without these passes the component what it always did.
+    if config.alerts is not None:
+        args["alerts"] = alerts_args(config.alerts)
+    if config.permissions_boundary_arn is not None:
+        args["permissions_boundary_arn"] = config.permissions_boundary_arn
+    if config.iam_path is not None:
+        args["iam_path"] = config.iam_path
+    if config.tags:
+        args["tags"] = dict(config.tags)
+    return args
 
 
 def downstream_args(
@@ -91,6 +118,8 @@ def downstream_args(
         args["cache_role_arn"] = config.cache_role_arn
     if config.tags:
         args["tags"] = dict(config.tags)
+    if config.alerts is not None:
+        args["alerts"] = alerts_args(config.alerts)
     if template is not None:
         settings: RepositoryTemplateArgs = {
             "image_tag_mutability": ImageTagMutability(template.image_tag_mutability),
@@ -162,23 +191,30 @@ async def program(raw: RawConfig, stack_name: str) -> dict[str, Any]:
     account_id = await account_id_of(raw)
     if isinstance(config, UpstreamConfig):
         planned = plan_stack(config, account_id, None)
-        UpstreamRegistryAccess(
+        access = UpstreamRegistryAccess(
             COMPONENT_NAME, upstream_args(config, account_id), _v1_alias("upstream")
         )
-        return {name: planned.outputs[name] for name in contract.UPSTREAM_OUTPUTS}
+        exported = {name: planned.outputs[name] for name in contract.UPSTREAM_OUTPUTS}
+        if contract.ALERT_TOPIC_ARNS in planned.outputs:
+            exported[contract.ALERT_TOPIC_ARNS] = access.alert_topic_arns
+        return exported
     facts = await read_upstream(config)
     # The pairing and every quota, checked naming the stack's config keys; the component then
     # declares exactly this plan.
-    plan_stack(config, account_id, facts)
+    planned = plan_stack(config, account_id, facts)
     cache = PullThroughCache(
         COMPONENT_NAME, downstream_args(config, facts, account_id), _v1_alias("downstream")
     )
-    return {
+    outputs: dict[str, Any] = {
         contract.ROLE_ARN: cache.role_arn,
         contract.ROLE_NAME: cache.role_name,
         contract.RULES_OUTPUT: cache.rules,
         contract.CONSUMER_POLICY_ARN: cache.consumer_policy_arn,
     }
+    # Only with a topic: a stack without alerts exports what it always did.
+    if contract.ALERT_TOPIC_ARNS in planned.outputs:
+        outputs[contract.ALERT_TOPIC_ARNS] = cache.alert_topic_arns
+    return outputs
 
 
 def _v1_alias(side: str) -> pulumi.ResourceOptions:

@@ -26,12 +26,23 @@ RESOURCE_CLASSES: Mapping[str, type[pulumi.CustomResource]] = {
     p.REGISTRY_POLICY: aws.ecr.RegistryPolicy,
     p.REPOSITORY_POLICY: aws.ecr.RepositoryPolicy,
     p.ACCOUNT_SETTING: aws.ecr.AccountSetting,
+    p.EVENT_RULE: aws.cloudwatch.EventRule,
+    p.EVENT_TARGET: aws.cloudwatch.EventTarget,
+    p.TOPIC: aws.sns.Topic,
+    p.TOPIC_POLICY: aws.sns.TopicPolicy,
+    p.TOPIC_SUBSCRIPTION: aws.sns.TopicSubscription,
 }
 
 
 def _resolve(value: Any, declared: Mapping[str, pulumi.Resource]) -> Any:
     if isinstance(value, p.Ref):
         return getattr(declared[value.resource], value.attribute)
+    if isinstance(value, p.RefText):
+        # The text once every resource it names exists: it depends on them, as a Ref does.
+        refs = value.refs
+        return pulumi.Output.all(*(_resolve(ref, declared) for ref in refs)).apply(
+            lambda values: value.with_values(dict(zip(refs, map(str, values), strict=True)))
+        )
     if isinstance(value, Mapping):
         return {k: _resolve(v, declared) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -9,6 +9,7 @@ from ..inputs import stack_config as keys
 from ..inputs.arguments import (
     as_argument_error,
     caller_account,
+    camel_keys,
     flat_config,
     known,
     to_camel,
@@ -17,11 +18,13 @@ from ..inputs.errors import ConfigError
 from ..inputs.stack_config import UpstreamConfig, parse_upstream, valid_account_id
 from ..plan import contract
 from ..plan.contract import UpstreamFacts
-from ..plan.stack_plan import MAIN, plan_upstream, upstream_facts
-from .downstream import UpstreamRegistry
+from ..plan.stack_plan import ALERTS_GROUP, MAIN, plan_upstream, upstream_facts
+from .downstream import Alerts, UpstreamRegistry
 from .resources import declare
+from .resources import outputs as resolve_outputs
 
 TYPE = "ecr-ptc:index:UpstreamRegistryAccess"
+ALERTS_TYPE = "ecr-ptc:upstream:GrantAlerts"
 
 
 class GrantVia(StrEnum):
@@ -65,12 +68,27 @@ class UpstreamRegistryAccessArgs(TypedDict):
     rejected. Default true."""
     extra_registry_policy_statements: NotRequired[pulumi.Input[list[dict[str, Any]]]]
     """Optional. IAM statements owned by others that the registry policy must keep."""
+    alerts: NotRequired[pulumi.Input[Alerts]]
+    """Optional. An EventBridge rule in the registry's region for the calls that change what it
+    grants (PutRegistryPolicy, DeleteRegistryPolicy, SetRepositoryPolicy,
+    DeleteRepositoryPolicy, PutAccountSetting; a CloudTrail trail must log the account's
+    management events), delivered to an SNS topic or an event bus. Default: no alerts."""
+    permissions_boundary_arn: NotRequired[pulumi.Input[str]]
+    """Optional. Permissions boundary (a managed policy ARN) of every role the component
+    creates (the alert role, with alerts to an event bus)."""
+    iam_path: NotRequired[pulumi.Input[str]]
+    """Optional. IAM path of every role the component creates. Default: /."""
+    tags: NotRequired[pulumi.Input[dict[str, pulumi.Input[str]]]]
+    """Optional. Tags for every taggable resource the component creates (its alert rule, topic
+    and role); at most 50."""
 
 
 # Config key -> argument name, so a refusal names what the caller wrote.
+# Either side's keys are arguments too (alerts, tags, the roles' boundary and path); `side` is not.
+UPSTREAM_KEYS = [k for k in keys.KEYS if k.side in ("upstream", "both") and k is not keys.SIDE]
 ARGUMENT_NAMES = {
     keys.AWS_REGION_KEY: "region",
-    **{k.full: k.name for k in keys.KEYS if k.side == "upstream"},
+    **{k.full: k.name for k in UPSTREAM_KEYS},
 }
 
 
@@ -79,8 +97,8 @@ def upstream_config(values: dict[str, Any]) -> UpstreamConfig:
     flat: dict[str, Any] = {keys.AWS_REGION_KEY: values.get("region")}
     for name, value in values.items():
         key = keys.KEYS_BY_NAME.get(to_camel(name))
-        if key is not None and key.side == "upstream":
-            flat[key.full] = value
+        if key is not None and key in UPSTREAM_KEYS:
+            flat[key.full] = camel_keys(value) if key is keys.ALERTS else value
     return parse_upstream(flat_config(flat))
 
 
@@ -114,6 +132,8 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
     it; known once the grant exists, so a cache given it waits for the grant."""
     outputs: pulumi.Output[dict[str, Any]]
     """Everything a downstream stack reads from the upstream (the stack outputs)."""
+    alert_topic_arns: pulumi.Output[dict[str, str]]
+    """Region -> the ARN of the alert topic; empty unless alerts go to a topic."""
 
     def __init__(
         self,
@@ -134,7 +154,12 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
                 err, f"UpstreamRegistryAccess {name!r}", ARGUMENT_NAMES
             ) from None
         super().__init__(TYPE, name, None, opts)
-        declared = declare(planned.resources, {MAIN: self})
+        parents: dict[str, pulumi.Resource] = {MAIN: self}
+        if any(r.group == ALERTS_GROUP for r in planned.resources):
+            parents[ALERTS_GROUP] = pulumi.ComponentResource(
+                ALERTS_TYPE, f"{name}-alerts", None, pulumi.ResourceOptions(parent=self)
+            )
+        declared = declare(planned.resources, parents)
         facts = upstream_facts(config, planned.account_id)
         self.upstream = pulumi.Output.all(*(r.urn for r in declared.values())).apply(
             lambda _: upstream_registry(facts)
@@ -146,7 +171,13 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
         self.repository_arn_pattern = pulumi.Output.from_input(
             planned.outputs[contract.REPOSITORY_ARN_PATTERN]
         )
-        self.outputs = pulumi.Output.from_input(dict(planned.outputs))
+        # What the downstream reads; the alert topics are this stack's own business.
+        self.outputs = pulumi.Output.from_input(
+            {k: v for k, v in planned.outputs.items() if k in contract.UPSTREAM_OUTPUTS}
+        )
+        self.alert_topic_arns = pulumi.Output.from_input(
+            resolve_outputs(planned.outputs, declared).get(contract.ALERT_TOPIC_ARNS, {})
+        )
         self.register_outputs(
             {
                 "accountId": self.account_id,
@@ -154,5 +185,6 @@ class UpstreamRegistryAccess(pulumi.ComponentResource):
                 "repositoryArnPattern": self.repository_arn_pattern,
                 "upstream": self.upstream,
                 "outputs": self.outputs,
+                "alertTopicArns": self.alert_topic_arns,
             }
         )

@@ -49,6 +49,7 @@ from .values import (
     ACCOUNT_ID_PATTERN,
     TAG_CHARACTERS,
     AccountId,
+    EventBusArn,
     IamPath,
     KmsKeyArn,
     OrganizationalUnitId,
@@ -63,9 +64,12 @@ from .values import (
     SharedPrefix,
     StackName,
     StatementId,
+    SubscriptionEndpoint,
+    SubscriptionProtocolName,
     TagFilter,
     Unset,
     invalid,
+    subscription_endpoint_problem,
     tag_text_problem,
 )
 
@@ -115,13 +119,18 @@ ROLE_NAME = Key("roleName", "downstream", "string", "")
 REPOSITORY_TEMPLATE = Key("repositoryTemplate", "downstream", None, None)
 CONSUMER_ROLE_NAMES = Key("consumerRoleNames", "downstream", "array", [], "string")
 # Every role the program creates gets this permissions boundary and this path, so that a deploy
-# role allowed to create roles only with the boundary cannot escalate (`make ci-roles`).
-PERMISSIONS_BOUNDARY_ARN = Key("permissionsBoundaryArn", "downstream", "string", "")
-IAM_PATH = Key("iamPath", "downstream", "string", "")
+# role allowed to create roles only with the boundary cannot escalate (`make ci-roles`). Either
+# side: the upstream creates a role too when its alerts go to an event bus.
+PERMISSIONS_BOUNDARY_ARN = Key("permissionsBoundaryArn", "both", "string", "")
+IAM_PATH = Key("iamPath", "both", "string", "")
 # An existing role of the downstream account for ECR to assume instead of one the stack creates.
 CACHE_ROLE_ARN = Key("cacheRoleArn", "downstream", "string", "")
-# Tags of every taggable resource the stack creates (its roles and its managed policy).
-TAGS = Key("tags", "downstream", None, {})
+# Tags of every taggable resource the stack creates (its roles, its managed policy, its alert
+# rules and topics).
+TAGS = Key("tags", "both", None, {})
+# EventBridge alerts: failed cache fills (downstream) or changes to the grant (upstream), to an
+# SNS topic per region that the stack creates or to an existing event bus. Unset: no alerts.
+ALERTS = Key("alerts", "both", None, None)
 # A downstream stack file that sets ACCOUNTS or ORGANIZATIONAL_UNIT_IDS is a fleet template: it
 # is never deployed itself; `make fleet-up` deploys one member stack per account from it.
 ACCOUNTS = Key("accounts", "downstream", None, [])
@@ -169,6 +178,7 @@ KEYS: tuple[Key, ...] = (
     IAM_PATH,
     CACHE_ROLE_ARN,
     TAGS,
+    ALERTS,
     *FLEET_KEYS,
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
@@ -247,6 +257,60 @@ LifecycleCount = Annotated[
 ]
 
 
+# The keys every role the stack creates takes, on either side (the same types in both models, so
+# the JSON Schema describes each key once).
+BoundaryArn = Annotated[PolicyArn | None, Unset]
+RolePath = Annotated[IamPath | None, Unset]
+Tags = Annotated[
+    dict[str, str],
+    Field(
+        description=f"at most {quotas.MAX_TAGS_PER_RESOURCE} tags (keys of 1 to "
+        f"{quotas.TAG_KEY_MAX_CHARS} characters, not starting with 'aws:'; values of at most "
+        f"{quotas.TAG_VALUE_MAX_CHARS}) for every role, policy, alert rule and topic the stack "
+        "creates"
+    ),
+]
+
+
+class AlertSubscriptionModel(_Model):
+    """One subscription of each region's alert topic."""
+
+    protocol: SubscriptionProtocolName
+    endpoint: SubscriptionEndpoint
+
+
+class AlertTopicModel(_Model):
+    """An SNS topic in each region of the stack, created by it."""
+
+    subscriptions: Annotated[
+        list[AlertSubscriptionModel],
+        Field(
+            max_length=quotas.MAX_ALERT_SUBSCRIPTIONS,
+            description=f"at most {quotas.MAX_ALERT_SUBSCRIPTIONS} subscriptions of each "
+            "region's topic, each {protocol, endpoint} (more can be added outside the stack)",
+        ),
+    ] = []
+
+
+class AlertsModel(_Model):
+    """Where the stack's alerts go: exactly one of topic and eventBusArn."""
+
+    topic: Annotated[
+        AlertTopicModel | None,
+        Field(
+            description="an SNS topic in each region of the stack, created by it, with these "
+            "subscriptions; {} for a topic without subscriptions"
+        ),
+    ] = None
+    event_bus_arn: Annotated[
+        EventBusArn | None,
+        Field(
+            description="an existing event bus to send the alerts to (a central monitoring "
+            "account's): the stack creates the role EventBridge sends with"
+        ),
+    ] = None
+
+
 class UpstreamModel(_Model):
     region: RegionName
     downstream_account_ids: list[AccountId] = []
@@ -257,6 +321,10 @@ class UpstreamModel(_Model):
     repositories: list[RepositoryName] = []
     manage_registry_policy_scope: bool = True
     extra_registry_policy_statements: list[Statement] = []
+    permissions_boundary_arn: BoundaryArn = None
+    iam_path: RolePath = None
+    tags: Tags = {}
+    alerts: AlertsModel | None = None
     side: Literal["upstream", "downstream", ""] = ""
 
 
@@ -505,17 +573,11 @@ class DownstreamModel(_Model):
     role_name: Annotated[RoleName | None, Unset] = None
     repository_template: TemplateModel | None = None
     consumer_role_names: RoleNames = []
-    permissions_boundary_arn: Annotated[PolicyArn | None, Unset] = None
-    iam_path: Annotated[IamPath | None, Unset] = None
+    permissions_boundary_arn: BoundaryArn = None
+    iam_path: RolePath = None
     cache_role_arn: Annotated[RoleArn | None, Unset] = None
-    tags: Annotated[
-        dict[str, str],
-        Field(
-            description=f"at most {quotas.MAX_TAGS_PER_RESOURCE} tags (keys of 1 to "
-            f"{quotas.TAG_KEY_MAX_CHARS} characters, not starting with 'aws:'; values of at most "
-            f"{quotas.TAG_VALUE_MAX_CHARS}) for every role and policy the stack creates"
-        ),
-    ] = {}
+    tags: Tags = {}
+    alerts: AlertsModel | None = None
     accounts: list[AccountId | FleetAccountModel] = []
     organizational_unit_ids: list[OrganizationalUnitId] = []
     exclude_account_ids: list[AccountId] = []
@@ -543,6 +605,27 @@ class CacheRule:
     upstream_repository_prefix: str = ROOT_PREFIX
 
 
+@dataclass(frozen=True, order=True)
+class Subscription:
+    """A subscription of the alert topics: SNS's protocol and the endpoint."""
+
+    protocol: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where a stack's alerts go: an SNS topic per region, created by the stack, with these
+    subscriptions; or, with `event_bus_arn`, an existing event bus."""
+
+    subscriptions: tuple[Subscription, ...] = ()
+    event_bus_arn: str | None = None
+
+    @property
+    def to_topic(self) -> bool:
+        return self.event_bus_arn is None
+
+
 @dataclass(frozen=True)
 class UpstreamConfig:
     region: Region
@@ -554,6 +637,10 @@ class UpstreamConfig:
     manage_registry_policy_scope: bool
     extra_registry_policy_statements: tuple[Mapping[str, Any], ...]
     organizational_unit_paths: tuple[str, ...] = ()
+    permissions_boundary_arn: str | None = None
+    iam_path: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    alerts: Alerts | None = None
 
     @property
     def grant(self) -> CacheReadGrant:
@@ -610,6 +697,7 @@ class DownstreamConfig:
     # An existing role ECR assumes; None: the stack creates the cache role.
     cache_role_arn: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    alerts: Alerts | None = None
 
     @property
     def cache_role_name(self) -> str | None:
@@ -644,6 +732,8 @@ _SHAPES = {
     "retainStacksOnAccountRemoval",
     "accountOverrides": "a mapping of account ID (quoted) to {regions, roleName, "
     "consumerRoleNames, kmsKeyArn}",
+    "alerts": "a mapping with exactly one of topic ({subscriptions: [{protocol, endpoint}]}) "
+    "or eventBusArn",
 }
 
 
@@ -895,6 +985,66 @@ def _extra_statements(
     return tuple(statements)
 
 
+def _boundary(arn: str | None, here: Region) -> str | None:
+    if arn is not None and arn.split(":")[1] != here.partition:
+        raise ConfigError(
+            PERMISSIONS_BOUNDARY_ARN.full,
+            arn,
+            f"a policy of this stack's partition ({here.partition})",
+        )
+    return arn
+
+
+def _alerts(model: AlertsModel | None, here: Region) -> Alerts | None:
+    """Where the alerts go: exactly one of a topic (with its subscriptions) and an event bus, of
+    this stack's partition. None (the key unset): no alerts."""
+    if model is None:
+        return None
+    key = ALERTS.full
+    if (model.topic is None) == (model.event_bus_arn is None):
+        raise ConfigError(
+            key,
+            model.model_dump(by_alias=True, exclude_none=True),
+            "a mapping with exactly one of topic ({subscriptions: [{protocol, endpoint}]}: an SNS "
+            "topic in each region, created by the stack) or eventBusArn (an existing event bus, "
+            "e.g. of a central monitoring account)",
+        )
+    if model.event_bus_arn is not None:
+        arn = model.event_bus_arn
+        if arn.split(":")[1] != here.partition:
+            raise ConfigError(
+                f"{key}.eventBusArn",
+                arn,
+                f"an event bus of this stack's partition ({here.partition}): EventBridge sends "
+                "events only within a partition",
+            )
+        return Alerts(event_bus_arn=arn)
+    assert model.topic is not None
+    subscriptions: list[Subscription] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(model.topic.subscriptions):
+        where = f"{key}.topic.subscriptions[{i}]"
+        problem = subscription_endpoint_problem(item.protocol, item.endpoint)
+        if problem is not None:
+            raise ConfigError(f"{where}.endpoint", item.endpoint, problem)
+        if item.protocol in ("sqs", "lambda") and item.endpoint.split(":")[1] != here.partition:
+            raise ConfigError(
+                f"{where}.endpoint",
+                item.endpoint,
+                f"an endpoint of this stack's partition ({here.partition})",
+            )
+        pair = (item.protocol, item.endpoint)
+        if pair in seen:
+            raise ConfigError(
+                where,
+                {"protocol": item.protocol, "endpoint": item.endpoint},
+                f"each subscription once; it repeats item {seen[pair]}",
+            )
+        seen[pair] = i
+        subscriptions.append(Subscription(*pair))
+    return Alerts(subscriptions=tuple(sorted(subscriptions)))
+
+
 def parse_upstream(config: RawConfig) -> UpstreamConfig:
     model: UpstreamModel = _validate(UpstreamModel, config, "upstream")
     accounts = list(model.downstream_account_ids)
@@ -970,6 +1120,10 @@ def parse_upstream(config: RawConfig) -> UpstreamConfig:
         manage_registry_policy_scope=model.manage_registry_policy_scope,
         extra_registry_policy_statements=extra,
         organizational_unit_paths=grant.organizational_unit_paths,
+        permissions_boundary_arn=_boundary(model.permissions_boundary_arn, here),
+        iam_path=model.iam_path,
+        tags=_resource_tags(TAGS.full, model.tags),
+        alerts=_alerts(model.alerts, here),
     )
 
 
@@ -1201,13 +1355,7 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
                 f"'{cache_role or cache_role_name}'; IAM names ignore case): the cache role is "
                 "ECR's, and pulls with its own grant",
             )
-    boundary = model.permissions_boundary_arn
-    if boundary is not None and boundary.split(":")[1] != here.partition:
-        raise ConfigError(
-            PERMISSIONS_BOUNDARY_ARN.full,
-            boundary,
-            f"a policy of this stack's partition ({here.partition})",
-        )
+    boundary = _boundary(model.permissions_boundary_arn, here)
     return DownstreamConfig(
         region=here,
         regions=tuple(regions),
@@ -1221,6 +1369,7 @@ def parse_downstream(config: RawConfig) -> DownstreamConfig:
         iam_path=model.iam_path,
         cache_role_arn=cache_role,
         tags=_resource_tags(TAGS.full, model.tags),
+        alerts=_alerts(model.alerts, here),
     )
 
 

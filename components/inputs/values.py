@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -229,3 +229,124 @@ RegionName = Annotated[
         }
     ),
 ]
+
+
+def _known_region_problem(name: str, what: str) -> str | None:
+    try:
+        region(name)
+    except UnknownRegionError as err:
+        return f"{what} in a region of the aws, aws-cn or aws-us-gov partition ({err})"
+    return None
+
+
+# An EventBridge event bus (PutTargets' Arn, at most 1,600 characters; the name as CreateEventBus
+# takes it, 1 to 256 of letters, digits and ._-/). Each part is delimited by ':' or the end, so
+# the match is linear.
+EVENT_BUS_ARN_PATTERN = (
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):events:(?P<region>[a-z0-9-]+):"
+    rf"(?P<account>[0-9]{{12}}):event-bus/(?P<name>[A-Za-z0-9._/-]{{1,{quotas.EVENT_BUS_NAME_MAX_CHARS}}})"
+)
+EventBusArn = _pattern_type(
+    EVENT_BUS_ARN_PATTERN,
+    "an EventBridge event bus ARN, arn:<partition>:events:<region>:<12-digit account>:"
+    "event-bus/<name> (e.g. a central monitoring account's bus)",
+    1,
+    quotas.EVENT_TARGET_ARN_MAX_CHARS,
+    extra=lambda v: _known_region_problem(v.split(":")[3], "an event bus"),
+)
+
+# What SNS's Subscribe takes as the endpoint of each protocol this program subscribes (SNS's own
+# documentation of Subscribe). Every pattern is anchored, ASCII and linear: each repeated part is
+# delimited by a character it cannot hold.
+_PARTITION = r"(?:aws|aws-cn|aws-us-gov)"
+SUBSCRIPTION_ENDPOINTS: dict[str, tuple[str, str, int]] = {
+    # protocol: (pattern, what is valid, most characters)
+    "email": (
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
+        "an email address, e.g. platform-alerts@example.com",
+        quotas.EMAIL_ADDRESS_MAX_CHARS,
+    ),
+    "email-json": (
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
+        "an email address, e.g. platform-alerts@example.com",
+        quotas.EMAIL_ADDRESS_MAX_CHARS,
+    ),
+    "https": (
+        r"https://[\x21-\x7e]+",
+        "an https:// URL of printable ASCII, no spaces",
+        quotas.SUBSCRIPTION_URL_MAX_CHARS,
+    ),
+    "http": (
+        r"http://[\x21-\x7e]+",
+        "an http:// URL of printable ASCII, no spaces",
+        quotas.SUBSCRIPTION_URL_MAX_CHARS,
+    ),
+    "sms": (
+        r"\+[1-9][0-9]{1,14}",
+        "a phone number in E.164 form, '+' and up to 15 digits, e.g. +14155550100",
+        16,
+    ),
+    "sqs": (
+        rf"arn:{_PARTITION}:sqs:[a-z0-9-]+:[0-9]{{12}}:[A-Za-z0-9_-]{{1,80}}",
+        "an SQS queue ARN, arn:<partition>:sqs:<region>:<account>:<queue> (a standard queue: an "
+        "SNS standard topic cannot deliver to a FIFO queue)",
+        quotas.EVENT_TARGET_ARN_MAX_CHARS,
+    ),
+    "lambda": (
+        rf"arn:{_PARTITION}:lambda:[a-z0-9-]+:[0-9]{{12}}:function:[A-Za-z0-9_-]{{1,64}}"
+        r"(?::[A-Za-z0-9$_-]{1,128})?",
+        "a Lambda function ARN, arn:<partition>:lambda:<region>:<account>:function:<name>"
+        "[:<version or alias>]",
+        quotas.EVENT_TARGET_ARN_MAX_CHARS,
+    ),
+}
+# The protocols, as a type (tests/test_alerts.py checks it lists SUBSCRIPTION_ENDPOINTS' keys).
+SubscriptionProtocolName = Literal["email", "email-json", "https", "http", "sms", "sqs", "lambda"]
+SUBSCRIPTION_PROTOCOLS: tuple[str, ...] = get_args(SubscriptionProtocolName)
+
+# The endpoint's first check: printable ASCII, no spaces, of a length no protocol exceeds; the
+# form of its protocol is checked with the protocol, which says what that form is
+# (components/inputs/stack_config.py). The JSON Schema gives the union of the forms (each
+# alternative linear, tried one after the other).
+_ENDPOINT_VALID = (
+    "the endpoint for the protocol: an email address (email, email-json), an http(s):// URL, "
+    "an E.164 phone number (sms), an SQS queue or Lambda function ARN; printable ASCII, no spaces"
+)
+_PRINTABLE = re.compile(r"[\x21-\x7e]+", re.ASCII)
+
+
+def _endpoint_check(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or len(value) > quotas.SUBSCRIPTION_URL_MAX_CHARS
+        or _PRINTABLE.fullmatch(value) is None
+    ):
+        raise invalid(_ENDPOINT_VALID)
+    return value
+
+
+SubscriptionEndpoint = Annotated[
+    str,
+    PlainValidator(_endpoint_check),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^(?:"
+            + "|".join(dict.fromkeys(p for p, _, _ in SUBSCRIPTION_ENDPOINTS.values()))
+            + ")$",
+            "minLength": 1,
+            "maxLength": quotas.SUBSCRIPTION_URL_MAX_CHARS,
+            "description": _ENDPOINT_VALID,
+        }
+    ),
+]
+
+
+def subscription_endpoint_problem(protocol: str, endpoint: str) -> str | None:
+    """What `endpoint` must be for `protocol`, when it is not that."""
+    pattern, valid, most = SUBSCRIPTION_ENDPOINTS[protocol]
+    if len(endpoint) > most or re.fullmatch(pattern, endpoint, re.ASCII) is None:
+        return f"{valid}, at most {most:,} characters, for protocol {protocol}"
+    if protocol in ("sqs", "lambda"):
+        return _known_region_problem(endpoint.split(":")[3], f"a {protocol} endpoint")
+    return None

@@ -68,6 +68,12 @@ RULES_OUTPUT = "rules"
 CONSUMER_POLICY_ARN = "consumerPolicyArn"
 DOWNSTREAM_OUTPUTS = (ROLE_ARN, ROLE_NAME, RULES_OUTPUT, CONSUMER_POLICY_ARN)
 
+# Either side, only when ecr-ptc:alerts sends to a topic the stack creates: region -> the ARN of
+# that region's alert topic (for subscriptions made outside the stack, such as a chat channel's).
+# Not part of what the downstream reads from the upstream, and absent otherwise, so a stack
+# without alerts exports what it always did.
+ALERT_TOPIC_ARNS = "alertTopicArns"
+
 
 class UpstreamStackError(ConfigError):
     """The upstream stack's outputs cannot be used."""

@@ -13,7 +13,16 @@ from typing import Any
 
 from ..inputs.errors import ConfigError
 from ..rules.aws_names import account_root_arn
-from ..rules.policy_rules import CACHE_READ_ACTIONS, ECR_SERVICE, PULL_THROUGH_CACHE_SERVICE
+from ..rules.policy_rules import (
+    CACHE_READ_ACTIONS,
+    ECR_SERVICE,
+    EVENTS_SERVICE,
+    PULL_THROUGH_CACHE_SERVICE,
+    PUT_EVENTS_ACTION,
+    SOURCE_ACCOUNT_KEY,
+    SOURCE_ARN_KEY,
+    TOPIC_PUBLISH_ACTION,
+)
 
 PolicyDocument = dict[str, Any]
 Statement = dict[str, Any]
@@ -346,6 +355,61 @@ def cache_role_permissions(
                 "Resource": _one_or_sorted(cache_repository_arns_any_region),
                 "Condition": in_regions(regions),
             },
+        ]
+    )
+
+
+def _from_rule(rule_arn: str, account_id: str) -> dict[str, Any]:
+    """The condition that ties a grant to EventBridge to one rule of one account (AWS's
+    confused-deputy advice: for a rule's target, aws:SourceArn is the rule's ARN)."""
+    return {
+        "ArnEquals": {SOURCE_ARN_KEY: rule_arn},
+        "StringEquals": {SOURCE_ACCOUNT_KEY: account_id},
+    }
+
+
+def alert_topic_policy(topic_arn: str, rule_arn: str, account_id: str) -> PolicyDocument:
+    """An alert topic's whole access policy: EventBridge may publish to it, for the one rule of
+    its region, and nothing else is granted (the account's own principals act through their IAM
+    policies)."""
+    return policy_document(
+        [
+            {
+                "Sid": "AlertRulePublishes",
+                "Effect": "Allow",
+                "Principal": {"Service": EVENTS_SERVICE},
+                "Action": TOPIC_PUBLISH_ACTION,
+                "Resource": topic_arn,
+                "Condition": _from_rule(rule_arn, account_id),
+            }
+        ]
+    )
+
+
+def alert_role_trust_policy(rule_arn: str, account_id: str) -> PolicyDocument:
+    """The alert role of one region: assumed by EventBridge for that region's alert rule only."""
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": EVENTS_SERVICE},
+                "Action": "sts:AssumeRole",
+                "Condition": _from_rule(rule_arn, account_id),
+            }
+        ]
+    )
+
+
+def alert_role_permissions(event_bus_arn: str) -> PolicyDocument:
+    """What EventBridge may do as the alert role: put the alert on the one configured bus."""
+    return policy_document(
+        [
+            {
+                "Sid": "SendAlertsToTheBus",
+                "Effect": "Allow",
+                "Action": PUT_EVENTS_ACTION,
+                "Resource": event_bus_arn,
+            }
         ]
     )
 

@@ -7,6 +7,7 @@ what `pulumi up` creates, and a refused config fails here, before anything is de
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,11 +15,13 @@ from typing import Any
 
 from ..inputs.errors import ConfigError
 from ..inputs.stack_config import (
+    ALERTS,
     CACHE_ROLE_ARN,
     DOWNSTREAM_ACCOUNT_IDS,
     EXTRA_REGISTRY_POLICY_STATEMENTS,
     ORGANIZATION_ID,
     RULES,
+    Alerts,
     DownstreamConfig,
     RepositoryTemplate,
     UpstreamConfig,
@@ -26,8 +29,16 @@ from ..inputs.stack_config import (
     statement_registry,
 )
 from ..rules import quotas
-from ..rules.aws_names import image_uri_prefix
+from ..rules.aws_names import Region, image_uri_prefix
+from ..rules.policy_rules import (
+    Problem,
+    alert_role_policy_problems,
+    alert_role_trust_problems,
+    alert_target_problems,
+    alert_topic_policy_problems,
+)
 from . import contract
+from .alerts import cache_failure_pattern, grant_change_pattern
 from .contract import (
     UpstreamFacts,
     check_pairing,
@@ -35,6 +46,9 @@ from .contract import (
     upstream_repository_arns,
 )
 from .policies import (
+    alert_role_permissions,
+    alert_role_trust_policy,
+    alert_topic_policy,
     cache_role_permissions,
     cache_role_trust_policy,
     canonical_json,
@@ -58,15 +72,32 @@ CREATION_TEMPLATE = "aws:ecr/repositoryCreationTemplate:RepositoryCreationTempla
 REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
 REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 ACCOUNT_SETTING = "aws:ecr/accountSetting:AccountSetting"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+TOPIC = "aws:sns/topic:Topic"
+TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+TOPIC_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 
 # Groups: the component a resource sits under. Their names and types are part of every child's
 # URN, so they keep what the first version used: a changed URN would replace live resources.
 MAIN = "main"
 TEMPLATES = "templates"
 CONSUMERS = "consumers"
+ALERTS_GROUP = "alerts"
 APPLIED_FOR = "PULL_THROUGH_CACHE"
 # Properties that hold a JSON document: `make plan` prints them parsed.
-DOCUMENT_PROPERTIES = ("policy", "assume_role_policy", "lifecycle_policy", "repository_policy")
+DOCUMENT_PROPERTIES = (
+    "policy",
+    "assume_role_policy",
+    "lifecycle_policy",
+    "repository_policy",
+    "event_pattern",
+)
+# The target ID of every alert rule's one target.
+ALERT_TARGET_ID = "ecr-ptc-alerts"
+# What Pulumi appends to a name it generates ("-" and 7 characters): the sample names the plan
+# checks alert policies with have the length of the real ones.
+AUTONAME_SAMPLE = "-0000000"
 
 
 @dataclass(frozen=True)
@@ -78,6 +109,23 @@ class Ref:
 
     def __str__(self) -> str:
         return f"${{{self.resource}.{self.attribute}}}"
+
+
+@dataclass(frozen=True)
+class RefText:
+    """Text that names outputs of other planned resources, such as a topic policy naming the
+    topic and the rule the stack creates: each Ref of `refs` stands in `text` as
+    `${name.attribute}` (its str), which `make plan` prints as it is and the declaring layer
+    replaces with the value once the resource exists."""
+
+    text: str
+    refs: tuple[Ref, ...]
+
+    def with_values(self, values: Mapping[Ref, str]) -> str:
+        text = self.text
+        for ref in self.refs:
+            text = text.replace(str(ref), values[ref])
+        return text
 
 
 @dataclass(frozen=True)
@@ -221,12 +269,20 @@ def plan_upstream(config: UpstreamConfig, account_id: str, name: str) -> StackPl
                 depends_on=depends_on,
             )
         )
+    alerts, alert_outputs = _alerts_of(
+        config,
+        (config.region,),
+        grant_change_pattern(),
+        GRANT_CHANGES_DESCRIPTION,
+        account_id,
+        name,
+    )
     return StackPlan(
         "upstream",
         account_id,
         where,
-        tuple(resources),
-        upstream_facts(config, account_id).to_outputs(),
+        (*resources, *alerts),
+        {**upstream_facts(config, account_id).to_outputs(), **alert_outputs},
     )
 
 
@@ -311,7 +367,7 @@ def rule_summaries(
     return sorted(summaries, key=lambda s: (s["region"], s["ecrRepositoryPrefix"]))
 
 
-def _role_limits(config: DownstreamConfig) -> dict[str, Any]:
+def _role_limits(config: DownstreamConfig | UpstreamConfig) -> dict[str, Any]:
     """What every role of ours carries: the permissions boundary, the IAM path and the tags
     configured."""
     return {
@@ -321,8 +377,9 @@ def _role_limits(config: DownstreamConfig) -> dict[str, Any]:
     }
 
 
-def _tags(config: DownstreamConfig) -> dict[str, Any]:
-    """The configured tags, for every taggable resource of ours (roles, the managed policy)."""
+def _tags(config: DownstreamConfig | UpstreamConfig) -> dict[str, Any]:
+    """The configured tags, for every taggable resource of ours (roles, the managed policy,
+    alert rules and topics)."""
     return {"tags": dict(config.tags)} if config.tags else {}
 
 
@@ -445,6 +502,223 @@ def _cache_role(
     ]
 
 
+# --- alerts --------------------------------------------------------------------------------------
+
+CACHE_FAILURES_DESCRIPTION = (
+    "ecr-ptc: pull-through-cache fills of this stack's rules that did not succeed"
+)
+GRANT_CHANGES_DESCRIPTION = (
+    "ecr-ptc: calls that change what this registry grants (registry and repository policies, "
+    "account settings), as CloudTrail records them"
+)
+
+
+def _alert_check(problems: list[Problem], what: str, value: object) -> None:
+    """The rules the policy pack applies at deploy (components/rules/policy_rules.py), applied
+    to every alert document the plan writes: what the pack would refuse is refused here."""
+    for problem in problems:
+        raise ConfigError(
+            ALERTS.full, value, f"an alert {what} that {problem.path}: {problem.valid}"
+        )
+
+
+def _subscription_name(topic: str, protocol: str, endpoint: str) -> str:
+    """A subscription's logical name: by what it is, not by its place in the list, so adding or
+    reordering subscriptions replaces none (and asks no endpoint to confirm again)."""
+    digest = hashlib.sha256(f"{protocol}\n{endpoint}".encode()).hexdigest()[:12]
+    return f"{topic}-{protocol}-{digest}"
+
+
+@dataclass(frozen=True)
+class AlertPlan:
+    """What an alerting stack declares in each of its regions, and the topic of each region."""
+
+    resources: list[PlannedResource]
+    topics: dict[str, Ref]
+
+
+def plan_alerts(
+    alerts: Alerts,
+    regions: tuple[Region, ...],
+    pattern: Mapping[str, Any],
+    description: str,
+    account_id: str,
+    name: str,
+    limits: Mapping[str, Any],
+    tags: Mapping[str, Any],
+) -> AlertPlan:
+    """In each region: a rule matching `pattern` on the default event bus, and its one target,
+    the region's SNS topic (created here, with its policy and subscriptions) or the configured
+    event bus (sent to with a role of this region's rule alone). `limits` are what every role
+    of the stack carries, `tags` what every taggable resource does."""
+    group = f"{name}-alerts"
+    # The pattern grows with the rules' prefixes: 50 of the longest take about 3,400 characters.
+    pattern_text = canonical_json(pattern)
+    require_within(
+        pattern_text,
+        quotas.EVENT_PATTERN_MAX_CHARS,
+        "alert rule's event pattern",
+        RULES.full,
+        f"prefixes making a {len(pattern_text)}-character pattern",
+        "use fewer or shorter ecr-ptc:rules prefixes",
+    )
+    resources: list[PlannedResource] = []
+    topics: dict[str, Ref] = {}
+    for r in regions:
+        rule = f"{group}-{r.name}"
+        rule_arn = Ref(rule, "arn")
+        head = f"arn:{r.partition}"
+        samples = {rule_arn: f"{head}:events:{r.name}:{account_id}:rule/{rule}{AUTONAME_SAMPLE}"}
+        resources.append(
+            PlannedResource(
+                EVENT_RULE,
+                rule,
+                r.name,
+                _props(
+                    region=r.name,
+                    description=description,
+                    event_pattern=pattern_text,
+                    **tags,
+                ),
+                group=ALERTS_GROUP,
+            )
+        )
+        target_arn: str | Ref
+        role_arn: Ref | None = None
+        if alerts.event_bus_arn is None:
+            topic = f"{rule}-topic"
+            topic_arn = Ref(topic, "arn")
+            topics[r.name] = topic_arn
+            samples[topic_arn] = f"{head}:sns:{r.name}:{account_id}:{topic}{AUTONAME_SAMPLE}"
+            policy = RefText(
+                canonical_json(alert_topic_policy(str(topic_arn), str(rule_arn), account_id)),
+                (topic_arn, rule_arn),
+            )
+            _alert_check(
+                alert_topic_policy_problems(json.loads(policy.with_values(samples))),
+                "topic policy",
+                policy.text,
+            )
+            resources.append(
+                PlannedResource(TOPIC, topic, r.name, _props(region=r.name, **tags), ALERTS_GROUP)
+            )
+            resources.append(
+                PlannedResource(
+                    TOPIC_POLICY,
+                    f"{topic}-policy",
+                    r.name,
+                    _props(region=r.name, arn=topic_arn, policy=policy),
+                    group=ALERTS_GROUP,
+                )
+            )
+            resources.extend(
+                PlannedResource(
+                    TOPIC_SUBSCRIPTION,
+                    _subscription_name(topic, s.protocol, s.endpoint),
+                    r.name,
+                    _props(
+                        region=r.name, topic=topic_arn, protocol=s.protocol, endpoint=s.endpoint
+                    ),
+                    group=ALERTS_GROUP,
+                )
+                for s in alerts.subscriptions
+            )
+            target_arn, needs = topic_arn, (f"{topic}-policy",)
+        else:
+            bus = alerts.event_bus_arn
+            _, _, _, bus_region, bus_account, bus_name = bus.split(":", 5)
+            if (bus_account, bus_region, bus_name) == (account_id, r.name, "event-bus/default"):
+                raise ConfigError(
+                    f"{ALERTS.full}.eventBusArn",
+                    bus,
+                    f"an event bus other than the default bus of this account in {r.name}, "
+                    "which the alert rule itself is on: a custom bus, or a bus of another "
+                    "account or region",
+                )
+            role = f"{rule}-role"
+            trust = RefText(
+                canonical_json(alert_role_trust_policy(str(rule_arn), account_id)), (rule_arn,)
+            )
+            _alert_check(
+                alert_role_trust_problems(json.loads(trust.with_values(samples))),
+                "role trust policy",
+                trust.text,
+            )
+            permissions = canonical_json(alert_role_permissions(bus))
+            _alert_check(
+                alert_role_policy_problems(json.loads(permissions)), "role policy", permissions
+            )
+            resources.append(
+                PlannedResource(
+                    ROLE,
+                    role,
+                    None,
+                    _props(
+                        description=f"Assumed by EventBridge to send the alerts of {r.name} to "
+                        f"{bus}",
+                        assume_role_policy=trust,
+                        **limits,
+                    ),
+                    group=ALERTS_GROUP,
+                )
+            )
+            resources.append(
+                PlannedResource(
+                    ROLE_POLICY,
+                    f"{role}-policy",
+                    None,
+                    _props(role=Ref(role, "id"), policy=permissions),
+                    group=ALERTS_GROUP,
+                )
+            )
+            target_arn, role_arn, needs = bus, Ref(role, "arn"), (f"{role}-policy",)
+        sample_target = samples[target_arn] if isinstance(target_arn, Ref) else target_arn
+        _alert_check(alert_target_problems(sample_target, role_arn), "target", str(target_arn))
+        resources.append(
+            PlannedResource(
+                EVENT_TARGET,
+                f"{rule}-target",
+                r.name,
+                _props(
+                    region=r.name,
+                    rule=Ref(rule, "name"),
+                    target_id=ALERT_TARGET_ID,
+                    arn=target_arn,
+                    role_arn=role_arn,
+                ),
+                group=ALERTS_GROUP,
+                # EventBridge delivers once the target exists: by then it must be allowed to.
+                depends_on=needs,
+            )
+        )
+    return AlertPlan(resources, topics)
+
+
+def _alerts_of(
+    config: DownstreamConfig | UpstreamConfig,
+    regions: tuple[Region, ...],
+    pattern: Mapping[str, Any],
+    description: str,
+    account_id: str,
+    name: str,
+) -> tuple[list[PlannedResource], dict[str, Any]]:
+    """The stack's alert resources and its alertTopicArns output (none without a topic)."""
+    if config.alerts is None:
+        return [], {}
+    planned = plan_alerts(
+        config.alerts,
+        regions,
+        pattern,
+        description,
+        account_id,
+        name,
+        _role_limits(config),
+        _tags(config),
+    )
+    outputs = {contract.ALERT_TOPIC_ARNS: planned.topics} if planned.topics else {}
+    return planned.resources, outputs
+
+
 def plan_downstream(
     config: DownstreamConfig, facts: UpstreamFacts, account_id: str, name: str
 ) -> StackPlan:
@@ -515,6 +789,15 @@ def plan_downstream(
         )
         for role_name in config.consumer_role_names
     )
+    alerts, alert_outputs = _alerts_of(
+        config,
+        config.regions,
+        cache_failure_pattern(rule.ecr_repository_prefix for rule in config.rules),
+        CACHE_FAILURES_DESCRIPTION,
+        account_id,
+        name,
+    )
+    resources.extend(alerts)
     return StackPlan(
         "downstream",
         account_id,
@@ -525,6 +808,7 @@ def plan_downstream(
             contract.ROLE_NAME: role_name,
             contract.RULES_OUTPUT: rule_summaries(config, facts, account_id),
             contract.CONSUMER_POLICY_ARN: Ref(policy, "arn"),
+            **alert_outputs,
         },
     )
 
@@ -532,7 +816,7 @@ def plan_downstream(
 def documents(resource: PlannedResource) -> dict[str, Any]:
     """The JSON documents among a resource's properties, parsed for reading."""
     return {
-        key: json.loads(value)
+        key: json.loads(value if isinstance(value, str) else value.text)
         for key, value in resource.properties.items()
-        if key in DOCUMENT_PROPERTIES and isinstance(value, str)
+        if key in DOCUMENT_PROPERTIES and isinstance(value, str | RefText)
     }

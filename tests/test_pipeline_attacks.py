@@ -206,7 +206,12 @@ def oidc_outside_an_environment(repo: Repo) -> Findings:
             found.append(f"{path} {name}: an OIDC token without a role to assume, or the reverse")
         if roles & set(PREVIEW_ROLES) and environment != PREVIEW_ENVIRONMENT:
             found.append(f"{path} {name}: previews outside {PREVIEW_ENVIRONMENT}")
-        if ORGANIZATIONS_ROLE in roles and environment != EITHER_ENVIRONMENT:
+        # The Organizations reader trusts both environments' subjects; a job that deploys
+        # nothing (the doctor's) takes the preview one, never the deploy one.
+        reader_environments = (
+            {EITHER_ENVIRONMENT} if path.endswith("fleet.yml") else {PREVIEW_ENVIRONMENT}
+        )
+        if ORGANIZATIONS_ROLE in roles and environment not in reader_environments:
             found.append(f"{path} {name}: the Organizations reader in {environment}")
     return found
 
@@ -626,6 +631,12 @@ ATTACKS = (
                 DOCTOR,
                 "    timeout-minutes: 30\n    environment: ${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}\n",
                 "    timeout-minutes: 30\n",
+            ),
+            # The doctor's member lookup on a schedule, in the environment deploy roles trust.
+            (
+                DOCTOR,
+                "    runs-on: ubuntu-latest\n    environment: ${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}\n    permissions:\n      contents: read\n      id-token: write # Organizations",
+                "    runs-on: ubuntu-latest\n    environment: ${{ vars.DEPLOY_ENVIRONMENT || 'production' }}\n    permissions:\n      contents: read\n      id-token: write # Organizations",
             ),
         ),
     ),

@@ -56,11 +56,13 @@ def test_the_wheel_holds_the_package_ecr_ptc_and_nothing_else(wheel: Path) -> No
 def test_the_packages_own_imports_are_relative() -> None:
     """So that the folder is the same code as `components` (the program) and `ecr_ptc` (the
     wheel): an absolute `components.` import would reach a consumer's own package."""
-    for path in (ROOT / "components").glob("*.py"):
+    paths = sorted((ROOT / "components").rglob("*.py"))
+    assert {p.parent.name for p in paths} >= {"inputs", "rules", "plan", "declare"}
+    for path in paths:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.strip()
             assert not code.startswith(("from components", "import components")), (
-                f"{path.name}:{number}: {code}"
+                f"{path.relative_to(ROOT)}:{number}: {code}"
             )
 
 

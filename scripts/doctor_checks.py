@@ -40,6 +40,7 @@ from components.rules.policy_rules import (
     repository_glob,
 )
 from scripts.ci_roles import REGISTRY_POLICY_SCOPE
+from scripts.deploy import credential_problem
 from scripts.doctor_policies import (
     BROKEN,
     OK,
@@ -399,9 +400,9 @@ class Doctor:
             self._add(
                 "upstream credentials",
                 UNKNOWN,
-                f"none given: set {self.upstream_source} to a profile of the upstream account "
-                f"{e.upstream_account_id} to check its grant, its policy scope and the "
-                "upstream digest",
+                f"none given: set UPSTREAM_AWS_PROFILE to a profile of the upstream account "
+                f"{e.upstream_account_id} to check its grant and its policy scope"
+                + (" and the upstream digest" if self.image is not None else ""),
             )
         else:
             upstream_ok = self._credentials(
@@ -456,7 +457,13 @@ class Doctor:
             # A fleet member's credentials come from sts:AssumeRole, made on the first call.
             operation = getattr(err, "operation_name", "") or "GetCallerIdentity"
             why = could_not_ask(err, f"sts:{operation}", side)
-            self._add(name, UNKNOWN, f"{why} [credentials: {source}]")
+            fix = ""
+            if credential_problem(err) == "credentials" and f"{side.upper()}_AWS_PROFILE" in source:
+                fix = (
+                    f". Log in (e.g. `aws sso login`), or set {side.upper()}_AWS_PROFILE to a "
+                    f"profile of account {account}"
+                )
+            self._add(name, UNKNOWN, f"{why} [credentials: {source}]{fix}")
             return False
         actual = str(identity.get("Account"))
         if actual != account:

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ProfileNotFound
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
 
 from components.plan.policies import CONSUMER_PULL_ACTIONS, TEMPLATE_REPOSITORY_ACTIONS
 from components.plan.stack_plan import StackPlan
@@ -474,6 +479,23 @@ def test_without_upstream_credentials_the_upstream_links_are_unknown(world: Worl
     assert outcome(links)[0] == 2
 
 
+def test_without_upstream_credentials_the_fix_names_the_variable(world: World) -> None:
+    """Whatever the credentials' source is called, the fix names the variable to set, and
+    the digest only when there is an image to compare."""
+    doctor = Doctor(
+        world.expected,
+        world.aws().clients("downstream"),
+        None,
+        None,
+        upstream_source="the environment (UPSTREAM_AWS_PROFILE unset)",
+    )
+    [line] = [link for link in doctor.run() if link.name == "upstream credentials"]
+    assert line.detail.startswith(
+        f"none given: set UPSTREAM_AWS_PROFILE to a profile of the upstream account {UPSTREAM}"
+    ), line.detail
+    assert "digest" not in line.detail
+
+
 def test_an_unreachable_endpoint_is_unknown_not_broken(world: World) -> None:
     aws = world.aws()
     endpoint = "https://api.ecr.eu-central-1.amazonaws.com/"
@@ -513,6 +535,24 @@ def test_credentials_that_cannot_be_found_are_unknown(world: World) -> None:
     assert "workload-admin" in found["downstream credentials"].detail
     assert {link.status for link in links} == {UNKNOWN}
     assert outcome(links)[0] == 2
+
+
+def test_missing_credentials_say_how_to_log_in(world: World) -> None:
+    def nothing() -> Any:
+        raise NoCredentialsError()
+
+    links = Doctor(
+        world.expected,
+        session_clients(nothing),
+        None,
+        None,
+        downstream_source="the environment (DOWNSTREAM_AWS_PROFILE unset)",
+    ).run()
+    detail = by_name(links)["downstream credentials"].detail
+    assert detail.endswith(
+        f"Log in (e.g. `aws sso login`), or set DOWNSTREAM_AWS_PROFILE to a profile of account "
+        f"{DOWNSTREAM}"
+    ), detail
 
 
 # --- how the upstream grants --------------------------------------------------------------------

@@ -100,7 +100,7 @@ verify: $(INSTALLED)
 # downstream stack. Exit status 0 written, 1 stack refused, 2 could not check.
 .PHONY: adopt
 adopt: $(INSTALLED)
-	$(BIN)/python -m scripts.adopt $(if $(STACK),--stack $(STACK) $(if $(OUTPUT),--output $(OUTPUT)),--stack $(UPSTREAM_STACK) --stack $(DOWNSTREAM_STACK))
+	$(BIN)/python -m scripts.adopt $(if $(STACK),--stack $(STACK),--stack $(UPSTREAM_STACK) --stack $(DOWNSTREAM_STACK)) $(if $(OUTPUT),--output $(OUTPUT))
 
 # After `make up`: every link of the downstream stack's pull-through-cache chain, asked of AWS
 # (README "Day two: make doctor"). DOWNSTREAM_AWS_PROFILE, and UPSTREAM_AWS_PROFILE for the

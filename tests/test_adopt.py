@@ -426,6 +426,18 @@ def test_credentials_of_another_account_could_not_check(tmp_path: Path) -> None:
     )
 
 
+def test_a_refused_stack_file_is_said_before_any_aws_call(tmp_path: Path) -> None:
+    """The stack pins its account, so a bad value is the stack's problem, reported as such (1)
+    whatever the credentials, not hidden behind a credentials failure (2)."""
+    directory = project(tmp_path, {"ecr-ptc:repositoryTemplate": {"keepLastImages": 0}})
+    status, out, err, document = adopt(directory, "downstream", StubbedAccount(DOWNSTREAM_ACCOUNT))
+    assert (status, out, document) == (1, "", None)
+    assert err == (
+        "make adopt: stack downstream: config ecr-ptc:repositoryTemplate.keepLastImages: 0 is "
+        "not valid: a whole number from 1 to 2,147,483,647: a lifecycle rule's countNumber\n"
+    )
+
+
 def test_a_fleet_template_is_refused(tmp_path: Path) -> None:
     directory = project(tmp_path, {"ecr-ptc:accounts": [DOWNSTREAM_ACCOUNT]})
     status, _, err, _ = adopt(directory, "downstream", StubbedAccount(DOWNSTREAM_ACCOUNT))

@@ -1205,7 +1205,8 @@ def template_config(template: str, project_dir: Path) -> dict[str, Any]:
             "ecr-ptc:accounts",
             None,
             f"a list of accounts (or ecr-ptc:organizationalUnitIds) in Pulumi.{template}.yaml: "
-            f"{template!r} is not a fleet template. Deploy a single stack with `make up`",
+            f"{template!r} is not a fleet template: for a single stack, use `make up`, "
+            "`make preview` or `make doctor`",
         )
     return config
 

@@ -4,7 +4,10 @@
         [--template downstream]
 
 1. The pre-flight of `make up` (the CLI, the state backend, each side's credentials and the
-   account its stack file pins), then what is there: the downstream stack, the fleet's member
+   account its stack file pins); the stacks are what they are said to be (the upstream stack an
+   upstream; the downstream stack, the template and each member that goes downstreams, none of
+   them the upstream stack, the first two reading it), else YES=1 could destroy the upstream
+   without CONFIRM; then what is there: the downstream stack, the fleet's member
    stacks (those tagged as the template's own, the rule of fleet pruning), the upstream stack,
    the downstream stacks this run leaves alone that still read the upstream, and the cache
    repositories ECR created (listed, never deleted). Nothing is destroyed if a check fails.
@@ -40,10 +43,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from components.inputs import stack_config as keys
 from components.inputs.errors import ConfigError
@@ -82,7 +85,7 @@ from scripts.fleet import (
 )
 from scripts.fleet_cli import CliRunner, StackState
 from scripts.fleet_members import is_template, member_stack_pattern
-from scripts.stack_files import PROJECT_FILE, load_yaml, stack_names
+from scripts.stack_files import PROJECT_FILE, cli_config, load_yaml, stack_names
 
 COMMAND = "destroy"
 DONE, FAILED, REFUSED = 0, 1, 2
@@ -198,6 +201,106 @@ def other_downstreams(
             continue
         (templates if is_template(config) else stacks).append(name)
     return stacks, templates, notes
+
+
+# ---- which stack is which: the upstream never goes as a downstream ------------------------
+
+NOTHING = "Nothing was destroyed."
+UPSTREAM_ACCOUNT_ID_KEY = keys.UPSTREAM_ACCOUNT_ID.full
+ARTICLE = {"upstream": "an", "downstream": "a"}
+VALID_SIDE = {
+    "upstream": f"{keys.SIDE.full}: upstream in its stack file, or, unset, a name upstream or "
+    "upstream-*",
+    "downstream": f"{keys.SIDE.full}: downstream in its stack file, or, unset, a name "
+    "downstream or downstream-*",
+}
+
+
+def refuse(text: str) -> NoReturn:
+    raise PreflightError(f"{text}. {NOTHING}")
+
+
+def same_stack(a: str, b: str) -> bool:
+    """One stack, named in full (`organization/ecr-ptc/upstream`) or not, in any case: both
+    names read one stack file, and a case-insensitive file system holds one state for both."""
+    return short(a).casefold() == short(b).casefold()
+
+
+def check_side(
+    what: str,
+    stack: str,
+    config: Mapping[str, Any] | None,
+    side: keys.Side,
+    project_dir: Path,
+    source: str | None = None,
+) -> None:
+    """`stack` is on `side`, as the program decides it: `resolve_side` of its config (under it
+    Pulumi.yaml's defaults; `None`, no stack file: those alone) and its name. `source` names the
+    file the config is from (default: the stack's own)."""
+    raw = cli_config(config or {}, project_dir)
+    try:
+        found = keys.resolve_side(raw, short(stack))
+    except ConfigError as err:
+        refuse(f"{what} {stack!r} is not known to be {ARTICLE[side]} {side} stack: {err}")
+    if found != side:
+        where = source or (PROJECT_FILE if config is None else f"Pulumi.{short(stack)}.yaml")
+        how = (
+            f"{keys.SIDE.full}: {raw[keys.SIDE.full]} in {where}"
+            if raw.get(keys.SIDE.full)
+            else f"by its name, {keys.SIDE.full} unset"
+        )
+        refuse(
+            f"{what} {stack!r} is {ARTICLE[found]} {found} stack ({how}): valid is "
+            f"{ARTICLE[side]} {side} stack ({VALID_SIDE[side]})"
+        )
+
+
+def check_reads(
+    what: str, stack: str, config: Mapping[str, Any], upstream: str, account: str
+) -> None:
+    """`stack` reads `upstream`: its `ecr-ptc:upstreamStack` names it (in full or not), or,
+    without one, its `ecr-ptc:upstreamAccountId` is the upstream stack's account (`account`, the
+    upstream credentials', which the upstream stack file's pin was checked against)."""
+    file = f"Pulumi.{short(stack)}.yaml"
+    named = str(config.get(UPSTREAM_STACK_KEY) or "")
+    valid = (
+        f"valid is {UPSTREAM_STACK_KEY} naming UPSTREAM_STACK {upstream!r} (in full or not), or "
+        f"{UPSTREAM_ACCOUNT_ID_KEY} {account}, its account"
+    )
+    if named:
+        if not same_stack(named, upstream):
+            refuse(
+                f"{what} {stack!r} reads upstream {named!r} ({UPSTREAM_STACK_KEY} in {file}), "
+                f"not UPSTREAM_STACK {upstream!r}: {valid}; or set UPSTREAM_STACK={named}"
+            )
+        return
+    direct = str(config.get(UPSTREAM_ACCOUNT_ID_KEY) or "")
+    if not direct:
+        refuse(
+            f"{what} {stack!r} reads no upstream (neither {UPSTREAM_STACK_KEY} nor "
+            f"{UPSTREAM_ACCOUNT_ID_KEY} in {file}): {valid}"
+        )
+    if direct != account:
+        refuse(
+            f"{what} {stack!r} reads the registry of account {direct} "
+            f"({UPSTREAM_ACCOUNT_ID_KEY} in {file}), not UPSTREAM_STACK {upstream!r}'s, "
+            f"account {account}: {valid}"
+        )
+
+
+def read_as_upstream(project_dir: Path) -> dict[str, str]:
+    """The stacks the stack files here read as their upstream (`ecr-ptc:upstreamStack`), by
+    name (casefolded), each with a stack file that reads it. Unreadable files are passed over
+    (the inventory notes them)."""
+    found: dict[str, str] = {}
+    for name in stack_names(project_dir):
+        try:
+            named = str((stack_config(name, project_dir) or {}).get(UPSTREAM_STACK_KEY) or "")
+        except ConfigError:
+            continue
+        if named:
+            found.setdefault(short(named).casefold(), name)
+    return found
 
 
 def take_inventory(
@@ -385,7 +488,11 @@ class Teardown:
         pulumi = check_cli(self.which, COMMAND)
         check_backend(self.env, self.project_dir)
         accounts = check_credentials(self.sides, self.whoami, COMMAND)
-        check_accounts(self.sides, accounts, COMMAND, self.project_dir)
+        # Each stack's file is Pulumi.<its name in the project>.yaml, whether it is named in
+        # full (organization/ecr-ptc/upstream) or not: a full name must not skip its pin.
+        pinned = [replace(side, stack=short(side.stack)) for side in self.sides]
+        check_accounts(pinned, accounts, COMMAND, self.project_dir)
+        self.check_stacks(accounts["upstream"])
         # The fleet step's settings, checked now rather than after the downstream stack went.
         grace_seconds(self.env)
         heartbeat_seconds(self.env)
@@ -414,7 +521,74 @@ class Teardown:
             project,
             self.project_dir,
         )
+        self.check_members(inventory)
         return pulumi, accounts, runner, inventory, existing
+
+    def check_stacks(self, upstream_account: str) -> None:
+        """UPSTREAM_STACK is an upstream; DOWNSTREAM_STACK and TEMPLATE are downstream stack
+        files of this project, neither the upstream stack nor on its side, that read it. Else
+        YES=1 (or `yes` at the prompt) would destroy the upstream without CONFIRM."""
+        upstream = self.upstream.stack
+        check_side(
+            "UPSTREAM_STACK",
+            upstream,
+            stack_config(short(upstream), self.project_dir),
+            "upstream",
+            self.project_dir,
+        )
+        for what, stack in (
+            ("DOWNSTREAM_STACK", self.downstream.stack),
+            ("TEMPLATE", self.template),
+        ):
+            if same_stack(stack, upstream):
+                refuse(
+                    f"{what} {stack!r} is the upstream stack (UPSTREAM_STACK {upstream!r}): "
+                    f"valid is a downstream stack that reads it, never the upstream itself, "
+                    "which goes only with CONFIRM=<upstream account ID>"
+                )
+            if what == "TEMPLATE" and same_stack(stack, self.downstream.stack):
+                continue
+            config = stack_config(short(stack), self.project_dir)
+            if config is None:
+                refuse(
+                    f"{what} {stack!r} has no stack file here (Pulumi.{short(stack)}.yaml): "
+                    f"without it, that it is a downstream of UPSTREAM_STACK {upstream!r} cannot "
+                    "be checked; valid is a downstream stack file of this project that reads it"
+                )
+            check_side(what, stack, config, "downstream", self.project_dir)
+            check_reads(what, stack, config, upstream, upstream_account)
+
+    def check_members(self, inventory: Inventory) -> None:
+        """No stack this run destroys without CONFIRM is an upstream: named as UPSTREAM_STACK,
+        read as their upstream by the stack files here, or on the upstream side as the program
+        decides it (a member's config is its stack file's, or else the template's)."""
+        upstreams = read_as_upstream(self.project_dir)
+        template = stack_config(short(self.template), self.project_dir) or {}
+        for stack in sorted(inventory.ours()):
+            what = (
+                "DOWNSTREAM_STACK"
+                if stack == inventory.downstream
+                else f"member stack of TEMPLATE {self.template!r}"
+            )
+            if same_stack(stack, self.upstream.stack):
+                refuse(
+                    f"{what} {stack!r} is the upstream stack (UPSTREAM_STACK "
+                    f"{self.upstream.stack!r}): valid is a downstream stack, never the upstream "
+                    "itself, which goes only with CONFIRM=<upstream account ID>"
+                )
+            reader = upstreams.get(stack.casefold())
+            if reader is not None:
+                refuse(
+                    f"{what} {stack!r} is an upstream: Pulumi.{reader}.yaml reads it "
+                    f"({UPSTREAM_STACK_KEY}); valid is a downstream stack, never an upstream, "
+                    "which goes only as UPSTREAM_STACK with CONFIRM=<upstream account ID>"
+                )
+            own = stack_config(stack, self.project_dir)
+            if own is not None:
+                check_side(what, stack, own, "downstream", self.project_dir)
+            else:
+                source = f"Pulumi.{short(self.template)}.yaml, its template"
+                check_side(what, stack, template, "downstream", self.project_dir, source)
 
     def show(
         self,

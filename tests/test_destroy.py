@@ -92,7 +92,11 @@ class Site:
                 "ecr-ptc:rules": [{"ecrRepositoryPrefix": "golden"}],
             },
         )
-        self.stack_file(TEMPLATE, **reads, **{"ecr-ptc:accounts": MEMBERS})
+        # A template not named downstream or downstream-* says its side: the fleet plans each
+        # member (`fleet-<account>`) with it, and `make destroy` checks it is a downstream.
+        self.stack_file(
+            TEMPLATE, **reads, **{"ecr-ptc:side": "downstream", "ecr-ptc:accounts": MEMBERS}
+        )
         self.cli.create_stack("upstream", deployed=True, resources=2, outputs=UPSTREAM_OUTPUTS)
         self.cli.create_stack("downstream", deployed=True, outputs={"rules": RULES})
         for account in MEMBERS:
@@ -388,3 +392,210 @@ def test_a_bad_fleet_setting_is_refused_before_the_downstream_goes(site: Site) -
     code, out = site.make(YES="1", FLEET_GRACE_SECONDS="soon")
     assert code == destroy.REFUSED and "FLEET_GRACE_SECONDS" in out
     assert site.destroyed() == []
+
+
+# ---- the upstream never goes as a downstream: refused at pre-flight, nothing destroyed ----------
+
+READS_UPSTREAM = {"ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream"}
+
+
+def refused(site: Site, code: int, out: str, starts: str) -> None:
+    """Refused before anything was destroyed: exit status 2, one line, and no `destroy` in the
+    stand-in CLI's log of every command it was run with."""
+    assert code == destroy.REFUSED, out
+    assert out.endswith("Nothing was destroyed.\n") and out.count("\n") == 1, out
+    assert out.startswith(f"make destroy: {starts}"), out
+    assert [c["argv"] for c in site.cli.calls() if "destroy" in c["argv"]] == []
+    assert site.deployed("upstream") and site.deployed("downstream")
+
+
+@pytest.mark.parametrize("name", ["upstream", "organization/ecr-ptc/upstream", "Upstream"])
+def test_the_upstream_as_downstream_stack_is_refused(
+    site: Site, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # The finding: upstream-account credentials on both sides, YES=1 and no CONFIRM destroyed
+    # `upstream` although another downstream still reads it.
+    monkeypatch.setitem(PROFILES, "down", UPSTREAM_ACCOUNT)
+    code, out = site.make("--downstream-stack", name, YES="1")
+    refused(site, code, out, f"DOWNSTREAM_STACK {name!r} is the upstream stack")
+    assert "(UPSTREAM_STACK 'upstream'): valid is a downstream stack that reads it" in out
+    # Named in full on the other side too.
+    code, out = site.make(
+        "--upstream-stack", "organization/ecr-ptc/upstream", "--downstream-stack", "upstream"
+    )
+    refused(site, code, out, "DOWNSTREAM_STACK 'upstream' is the upstream stack")
+
+
+def test_a_downstream_stack_on_the_upstream_side_is_refused(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(PROFILES, "down", UPSTREAM_ACCOUNT)
+    # Another upstream, by its name; and one by ecr-ptc:side, whatever its name.
+    site.stack_file("upstream-eu", **{"aws:region": "eu-central-1"})
+    site.stack_file("registry", **{"ecr-ptc:side": "upstream", "aws:region": "eu-west-1"})
+    for stack in ("upstream-eu", "registry"):
+        site.cli.create_stack(stack, deployed=True)
+    code, out = site.make("--downstream-stack", "upstream-eu", YES="1")
+    refused(site, code, out, "DOWNSTREAM_STACK 'upstream-eu' is an upstream stack (by its name")
+    assert "valid is a downstream stack (ecr-ptc:side: downstream in its stack file" in out
+    code, out = site.make("--downstream-stack", "registry", YES="1")
+    refused(
+        site,
+        code,
+        out,
+        "DOWNSTREAM_STACK 'registry' is an upstream stack (ecr-ptc:side: upstream in "
+        "Pulumi.registry.yaml)",
+    )
+    # A side the program cannot decide is no downstream either.
+    site.stack_file("prod", **READS_UPSTREAM)
+    site.cli.create_stack("prod", deployed=True)
+    code, out = site.make("--downstream-stack", "prod", YES="1")
+    refused(site, code, out, "DOWNSTREAM_STACK 'prod' is not known to be a downstream stack")
+    assert "config ecr-ptc:side is not set" in out
+    # Nor a stack without a stack file: what it reads cannot be checked.
+    site.cli.create_stack("downstream-gone", deployed=True)
+    code, out = site.make("--downstream-stack", "downstream-gone", YES="1")
+    refused(site, code, out, "DOWNSTREAM_STACK 'downstream-gone' has no stack file here")
+    assert site.deployed("upstream-eu") and site.deployed("registry") and site.deployed("prod")
+
+
+def test_a_downstream_stack_of_another_upstream_is_refused(site: Site) -> None:
+    site.stack_file(
+        "downstream-eu", **{"ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream-eu"}
+    )
+    site.cli.create_stack("downstream-eu", deployed=True)
+    code, out = site.make("--downstream-stack", "downstream-eu", YES="1")
+    refused(
+        site,
+        code,
+        out,
+        "DOWNSTREAM_STACK 'downstream-eu' reads upstream 'organization/ecr-ptc/upstream-eu' "
+        "(ecr-ptc:upstreamStack in Pulumi.downstream-eu.yaml), not UPSTREAM_STACK 'upstream'",
+    )
+    assert "or set UPSTREAM_STACK=organization/ecr-ptc/upstream-eu" in out
+    # A registry managed elsewhere, in another account than the upstream stack's.
+    direct = {"ecr-ptc:upstreamAccountId": "999999999999", "ecr-ptc:upstreamRegion": "eu-west-1"}
+    site.stack_file("downstream-eu", **direct)
+    code, out = site.make("--downstream-stack", "downstream-eu", YES="1")
+    refused(site, code, out, "DOWNSTREAM_STACK 'downstream-eu' reads the registry of account")
+    assert f"ecr-ptc:upstreamAccountId {UPSTREAM_ACCOUNT}, its account" in out
+    # No upstream at all.
+    site.stack_file("downstream-eu", **{"aws:region": "eu-west-1"})
+    code, out = site.make("--downstream-stack", "downstream-eu", YES="1")
+    refused(site, code, out, "DOWNSTREAM_STACK 'downstream-eu' reads no upstream")
+    # The upstream stack's account named directly is the upstream's: that one goes.
+    site.stack_file("downstream-eu", **{**direct, "ecr-ptc:upstreamAccountId": UPSTREAM_ACCOUNT})
+    code, out = site.make("--downstream-stack", "downstream-eu", "--template", "downstream-eu")
+    assert code == destroy.REFUSED and "cannot ask (no terminal)" in out, "checks passed"
+    code, out = site.make(
+        "--downstream-stack", "downstream-eu", "--template", "downstream-eu", YES="1"
+    )
+    assert code == destroy.DONE, out
+    assert site.destroyed() == ["downstream-eu"]
+
+
+def test_an_upstream_stack_that_is_no_upstream_is_refused(site: Site) -> None:
+    site.stack_file("downstream-eu", **READS_UPSTREAM)
+    site.cli.create_stack("downstream-eu", deployed=True)
+    code, out = site.make("--upstream-stack", "downstream-eu", CONFIRM=UPSTREAM_ACCOUNT)
+    refused(site, code, out, "UPSTREAM_STACK 'downstream-eu' is a downstream stack (by its name")
+    assert "valid is an upstream stack (ecr-ptc:side: upstream in its stack file" in out
+    code, out = site.make("--upstream-stack", "images", YES="1")
+    refused(site, code, out, "UPSTREAM_STACK 'images' is not known to be an upstream stack")
+    assert site.deployed("downstream-eu")
+
+
+def test_a_template_named_as_the_upstream_or_of_another_upstream_is_refused(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stacks named and tagged like members of a fleet `upstream`: YES=1 would destroy them.
+    for account in MEMBERS:
+        tags = {fleet.TAG_TEMPLATE: "upstream", fleet.TAG_PROJECT: "ecr-ptc"}
+        site.cli.create_stack(f"upstream-{account}", tags=tags, deployed=True)
+    for template in ("upstream", "organization/ecr-ptc/upstream"):
+        code, out = site.make("--template", template, YES="1")
+        refused(site, code, out, f"TEMPLATE {template!r} is the upstream stack")
+    site.stack_file(
+        "fleet-eu",
+        **{
+            "ecr-ptc:side": "downstream",
+            "ecr-ptc:upstreamStack": "organization/ecr-ptc/upstream-eu",
+            "ecr-ptc:accounts": MEMBERS,
+        },
+    )
+    code, out = site.make("--template", "fleet-eu", YES="1")
+    refused(
+        site, code, out, "TEMPLATE 'fleet-eu' reads upstream 'organization/ecr-ptc/upstream-eu'"
+    )
+    # A template without its stack file: what its members read cannot be checked.
+    code, out = site.make("--template", "gone", YES="1")
+    refused(site, code, out, "TEMPLATE 'gone' has no stack file here (Pulumi.gone.yaml)")
+    # A template on the upstream side.
+    site.stack_file("upstream-eu", **{"aws:region": "eu-central-1"})
+    code, out = site.make("--template", "upstream-eu", YES="1")
+    refused(site, code, out, "TEMPLATE 'upstream-eu' is an upstream stack (by its name")
+    assert all(site.deployed(f"upstream-{account}") for account in MEMBERS)
+
+
+def test_the_upstream_named_and_tagged_as_a_member_is_refused(site: Site) -> None:
+    # The upstream stack named like a member of the fleet and tagged as its own: the fleet step
+    # would destroy it with YES=1.
+    upstream = member(UPSTREAM_ACCOUNT)
+    site.stack_file(
+        upstream, **{"ecr-ptc:side": "upstream", "aws:allowedAccountIds": [UPSTREAM_ACCOUNT]}
+    )
+    site.cli.create_stack(upstream, tags=OWNED, deployed=True)
+    reads = {"ecr-ptc:upstreamStack": f"organization/ecr-ptc/{upstream}"}
+    site.stack_file("downstream", **reads, **{"aws:allowedAccountIds": [DOWNSTREAM_ACCOUNT]})
+    site.stack_file(
+        TEMPLATE, **reads, **{"ecr-ptc:side": "downstream", "ecr-ptc:accounts": MEMBERS}
+    )
+    code, out = site.make("--upstream-stack", upstream, YES="1")
+    refused(site, code, out, f"member stack of TEMPLATE 'fleet' {upstream!r} is the upstream")
+    assert site.deployed(upstream)
+
+
+def test_another_upstream_named_and_tagged_as_a_member_is_refused(site: Site) -> None:
+    other = member("999988887777")
+    site.stack_file(other, **{"ecr-ptc:side": "upstream", "aws:region": "eu-west-1"})
+    site.cli.create_stack(other, tags=OWNED, deployed=True)
+    # Another stack file reads it as its upstream.
+    site.stack_file("downstream-eu", **{"ecr-ptc:upstreamStack": f"organization/ecr-ptc/{other}"})
+    code, out = site.make(YES="1")
+    refused(
+        site,
+        code,
+        out,
+        f"member stack of TEMPLATE 'fleet' {other!r} is an upstream: Pulumi.downstream-eu.yaml "
+        "reads it (ecr-ptc:upstreamStack)",
+    )
+    # None does, but its own stack file puts it on the upstream side.
+    (site.project / "Pulumi.downstream-eu.yaml").unlink()
+    code, out = site.make(YES="1")
+    refused(
+        site,
+        code,
+        out,
+        f"member stack of TEMPLATE 'fleet' {other!r} is an upstream stack (ecr-ptc:side: "
+        f"upstream in Pulumi.{other}.yaml)",
+    )
+    assert site.deployed(other) and all(site.deployed(member(a)) for a in MEMBERS)
+
+
+def test_stacks_named_in_full_are_pinned_and_go(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = ["--upstream-stack", "organization/ecr-ptc/upstream"]
+    full += ["--downstream-stack", "organization/ecr-ptc/downstream"]
+    # A full name reads the same stack file, so its pin (aws:allowedAccountIds) is checked.
+    monkeypatch.setitem(PROFILES, "up", "999999999999")
+    code, out = site.make(*full, CONFIRM="999999999999")
+    assert code == destroy.REFUSED and "is pinned to account 111122223333" in out, out
+    assert site.destroyed() == []
+    monkeypatch.setitem(PROFILES, "up", UPSTREAM_ACCOUNT)
+    code, out = site.make(*full, CONFIRM=UPSTREAM_ACCOUNT)
+    assert code == destroy.DONE, out
+    order = site.destroyed()
+    assert order[0] == "organization/ecr-ptc/downstream"
+    assert order[-1] == "organization/ecr-ptc/upstream"
+    assert not site.deployed("upstream") and not site.deployed("downstream")

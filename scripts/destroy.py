@@ -604,10 +604,13 @@ class Teardown:
         )
         fleet = inventory.fleet
         members = ", ".join(f"{s} ({describe(existing, s)})" for s in fleet.owned)
-        self.say(
-            f"2. fleet {inventory.template!r}: {len(fleet.owned)} member stack(s) tagged as its "
-            f"own" + (f": {members}" if members else "")
-        )
+        if fleet.owned or fleet.foreign or fleet.released:
+            self.say(
+                f"2. fleet {inventory.template!r}: {len(fleet.owned)} member stack(s) tagged as "
+                f"its own" + (f": {members}" if members else "")
+            )
+        else:
+            self.say(f"2. fleet {inventory.template!r}: no member stacks")
         for stack in fleet.foreign:
             self.say(
                 f"   not destroyed: {stack} ({describe(existing, stack)}): named like a member, "
@@ -618,9 +621,15 @@ class Teardown:
                 f"   not destroyed: {stack} ({describe(existing, stack)}): released from the "
                 "fleet by an earlier prune"
             )
+        not_this_run = (
+            ""
+            if self.confirm is not None or not deployed(existing, u)
+            else f"; NOT in this run: it goes only with CONFIRM={accounts['upstream']}"
+        )
         self.say(
             f"3. upstream stack {u!r} (account {accounts['upstream']}): {describe(existing, u)}"
             + ("" if deployed(existing, u) else ", nothing to destroy")
+            + not_this_run
         )
         if deployed(existing, u):
             for line in upstream_lines(u, accounts["upstream"], self.project_dir):
@@ -672,7 +681,9 @@ class Teardown:
         lines = cache_repositories(rules, client_for)
         return lines or ["none: the stack has no rules"]
 
-    def confirmed(self, inventory: Inventory, existing: Mapping[str, StackState]) -> None:
+    def confirmed(
+        self, inventory: Inventory, existing: Mapping[str, StackState], upstream_account: str
+    ) -> None:
         """Refuse, before anything is destroyed, a run that cannot finish what it was asked."""
         if self.confirm is not None:
             left = [b for b in inventory.blockers(existing) if b[0] not in inventory.ours()]
@@ -692,7 +703,8 @@ class Teardown:
         if self.ask is None:
             raise PreflightError(
                 f"{question} This run cannot ask (no terminal): set YES=1 to destroy them, "
-                "or CONFIRM=<upstream account ID> for the upstream too. Nothing was destroyed."
+                f"or CONFIRM={upstream_account} for the upstream too. Nothing "
+                "was destroyed."
             )
         if not self.ask(question):
             raise PreflightError("not confirmed. Nothing was destroyed.")
@@ -712,7 +724,7 @@ class Teardown:
     def execute(self) -> int:
         pulumi, accounts, runner, inventory, existing = self.preflight()
         self.show(inventory, existing, accounts, runner)
-        self.confirmed(inventory, existing)
+        self.confirmed(inventory, existing, accounts["upstream"])
         # From here on a signal ends the step under way and starts nothing after it: the fleet
         # part hands it to the fleet driver's own handling (its grace, then SIGINT to the CLIs).
         self.signals = Signals(self.err)

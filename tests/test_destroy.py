@@ -183,6 +183,8 @@ def test_without_confirm_the_upstream_stays_and_the_line_says_how_to_confirm(sit
 
     code, out = site.make(ask=ask)
     assert code == destroy.DONE, out
+    # The listing says the upstream is not part of this run, and how it would be.
+    assert f"NOT in this run: it goes only with CONFIRM={UPSTREAM_ACCOUNT}" in out
     assert asked == [
         "Destroy 4 downstream stack(s): downstream, " + ", ".join(member(a) for a in MEMBERS) + "?"
     ]
@@ -237,6 +239,7 @@ def test_a_failed_preflight_destroys_nothing(site: Site, monkeypatch: pytest.Mon
     code, out = site.make()
     assert code == destroy.REFUSED
     assert "cannot ask (no terminal): set YES=1" in out
+    assert f"or CONFIRM={UPSTREAM_ACCOUNT} for the upstream too" in out, "the account, known"
     assert "1. downstream stack 'downstream'" in out
     # Asked, and not confirmed.
     code, out = site.make(ask=lambda question: False)

@@ -91,7 +91,9 @@ def qualify(key: str) -> str:
 
 
 def stack_file(project_dir: Path, stack: str) -> Path:
-    return project_dir / f"{STACK_FILE_PREFIX}{stack}.yaml"
+    """Pulumi.<name>.yaml of a stack, named in full (`organization/project/name`) or not: the CLI
+    keeps a stack's config in the file of its name alone."""
+    return project_dir / f"{STACK_FILE_PREFIX}{stack.rsplit('/', 1)[-1]}.yaml"
 
 
 def stack_names(project_dir: Path = PROJECT_DIR) -> list[str]:

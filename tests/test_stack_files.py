@@ -332,3 +332,19 @@ def load_yaml_text(tmp_path: Path, text: str) -> object:
     path = tmp_path / "Pulumi.text.yaml"
     path.write_text(text)
     return load_yaml(path)
+
+
+def test_a_stack_named_in_full_reads_the_file_of_its_name(tmp_path: Path) -> None:
+    """`organization/ecr-ptc/upstream` keeps its config in Pulumi.upstream.yaml, as the CLI's
+    DetectProjectStackPath names the file after the stack's name alone; so `make up` checks the
+    account a fully named stack pins instead of skipping the check."""
+    from scripts.deploy import allowed_accounts
+    from scripts.stack_files import stack_file
+
+    (tmp_path / "Pulumi.upstream.yaml").write_text(
+        "config:\n  aws:allowedAccountIds: ['111122223333']\n"
+    )
+    assert stack_file(tmp_path, "organization/ecr-ptc/upstream") == (
+        tmp_path / "Pulumi.upstream.yaml"
+    )
+    assert allowed_accounts("organization/ecr-ptc/upstream", tmp_path) == ["111122223333"]

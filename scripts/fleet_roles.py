@@ -126,7 +126,7 @@ def organizations_reader_policy(partition: str) -> dict[str, Any]:
 
 
 def member_stack(
-    template: str, config: DownstreamConfig, raw: Mapping[str, Any], boundary: str
+    template: str, config: DownstreamConfig, raw: Mapping[str, Any], boundary: str | None
 ) -> Stack:
     """The downstream stack of any member, its account left to CloudFormation."""
     return Stack(
@@ -136,9 +136,22 @@ def member_stack(
         config.region.partition,
         tuple(sorted({r.name for r in config.regions})),
         raw,
-        in_account(boundary, MEMBER_ACCOUNT),
+        in_account(boundary, MEMBER_ACCOUNT) if boundary is not None else None,
         config.iam_path or "/",
+        alerts=config.alerts,
     )
+
+
+def member_boundary_policy(
+    template: str, raw: Mapping[str, str], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The boundary policy every member of the fleet of `template` carries (the StackSet's
+    `Boundary`): the template's alerts reach every member unchanged, and so does its bus."""
+    try:
+        config = parse_downstream(raw)
+    except ConfigError as err:
+        raise CiRolesError(f"Pulumi.{template}.yaml: {err}") from None
+    return boundary_policy(member_stack(template, config, values, config.permissions_boundary_arn))
 
 
 def _sub(value: Any) -> Any:
@@ -200,7 +213,7 @@ def member_stackset_template(
                 "ManagedPolicyName": name,
                 "Path": f"{path}/",
                 "Description": "ecr-ptc: the ceiling of every role a member stack creates",
-                "PolicyDocument": boundary_policy(),
+                "PolicyDocument": _sub(boundary_policy(stack)),
             },
         }
     return {

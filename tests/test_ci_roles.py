@@ -332,11 +332,12 @@ def test_the_environments_are_configurable_and_exact() -> None:
 
 
 def _allows(
-    document: dict[str, Any], action: str, resource: str, condition: dict[str, str]
+    document: dict[str, Any], action: str, resource: str, condition: dict[str, Any]
 ) -> bool:
     """Whether `document` allows `action` on `resource` for a request whose condition keys
-    are `condition` (a small evaluator: Allow and Deny, StringEquals/ArnEquals/ArnNotEquals and
-    ArnLike; unknown keys fail a condition, as IAM does)."""
+    are `condition` (a small evaluator: Allow and Deny, StringEquals/ArnEquals/ArnNotEquals,
+    ArnLike, ForAllValues:StringEquals and Null; a multivalued key's values as a list; unknown
+    keys fail a condition, as IAM does, and an operator it does not know fails the test)."""
 
     def holds(s: dict[str, Any]) -> bool:
         for operator, block in (s.get("Condition") or {}).items():
@@ -351,6 +352,21 @@ def _allows(
                     fnmatch.fnmatchcase(value or "", v) for v in values
                 ):
                     return False
+                # True for a request without the key: what the Null operator is for.
+                if operator == "ForAllValues:StringEquals" and not all(
+                    v in values for v in _as_list(value or [])
+                ):
+                    return False
+                if operator == "Null" and (value is None) != (wanted == "true"):
+                    return False
+                assert operator in (
+                    "StringEquals",
+                    "ArnEquals",
+                    "ArnNotEquals",
+                    "ArnLike",
+                    "ForAllValues:StringEquals",
+                    "Null",
+                ), f"the evaluator does not know {operator}"
         return True
 
     def matches(s: dict[str, Any]) -> bool:
@@ -401,6 +417,9 @@ OTHER_POLICY = "arn:aws:iam::444455556666:policy/AdministratorAccess"
         ),
         # hand the cache role to another service
         ("iam:PassRole", ROLE, {"iam:PassedToService": "ec2.amazonaws.com"}),
+        # let someone else assume a role that carries no boundary, or another one
+        ("iam:UpdateAssumeRolePolicy", ROLE, {}),
+        ("iam:UpdateAssumeRolePolicy", ROLE, {"iam:PermissionsBoundary": OTHER_POLICY}),
     ],
 )
 def test_the_downstream_deploy_role_cannot_escalate(
@@ -417,9 +436,12 @@ def test_what_the_deploy_role_may_do_with_the_boundary() -> None:
     assert _allows(deploy, "iam:CreateRole", ROLE, bounded)
     assert _allows(deploy, "iam:PutRolePolicy", ROLE, bounded)
     assert _allows(deploy, "iam:PutRolePermissionsBoundary", ROLE, bounded)
+    assert _allows(deploy, "iam:UpdateAssumeRolePolicy", ROLE, bounded)
     assert _allows(
         deploy, "iam:PassRole", ROLE, {"iam:PassedToService": "pullthroughcache.ecr.amazonaws.com"}
     )
+    # Deleting a role, its description and its tags need no boundary: they give it nothing.
+    assert _allows(deploy, "iam:DeleteRole", ROLE, {})
 
 
 def test_every_bounded_action_takes_the_boundary_condition_key() -> None:
@@ -447,15 +469,92 @@ def test_without_a_boundary_make_ci_roles_refuses(
 def test_the_boundary_policy_allows_no_iam_sts_or_other_service(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["--boundary-policy"], env={}) == 0
+    assert main(["--boundary-policy"], env={}, project_dir=EXAMPLE) == 0
     boundary = json.loads(capsys.readouterr().out)
     assert all(resource_formats(a) for a in actions(boundary)), "every action is real"
     services = {a.split(":")[0] for a in actions(boundary)}
-    assert services == {"ecr", "kms", "events"}
-    # Of EventBridge, only what the alert roles do: put events on a bus.
-    assert {a for a in actions(boundary) if a.startswith("events:")} == {"events:PutEvents"}
+    # A downstream without alerts to a bus: what it was before the alerts, no EventBridge.
+    assert services == {"ecr", "kms"}
     [grant] = [s for s in statements(boundary) if "kms:CreateGrant" in _as_list(s["Action"])]
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert main(["--boundary-policy", "downstream"], env={}, project_dir=EXAMPLE) == 0
+    assert json.loads(capsys.readouterr().out) == boundary
+
+
+CENTRAL_BUS = "arn:aws:events:us-east-1:999988887777:event-bus/central-monitoring"
+BUS_ALERTS = f"  ecr-ptc:alerts:\n    eventBusArn: {CENTRAL_BUS}\n"
+UPSTREAM_BOUNDARY = "arn:aws:iam::111122223333:policy/ecr-ptc-role-boundary"
+
+
+def bus_project(tmp_path: Path) -> Path:
+    """Both sides send their alerts to the central bus; the upstream's roles carry a boundary."""
+    fixture_project(tmp_path)
+    for name, extra in (
+        ("upstream", f"{BUS_ALERTS}  ecr-ptc:permissionsBoundaryArn: {UPSTREAM_BOUNDARY}\n"),
+        ("downstream", BUS_ALERTS),
+    ):
+        with (tmp_path / f"Pulumi.{name}.yaml").open("a") as f:
+            f.write(extra)
+    return tmp_path
+
+
+def test_each_side_gets_its_own_boundary_sending_to_its_bus_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parliament import analyze_policy_string
+
+    project_dir = bus_project(tmp_path)
+    env = {"GITHUB_REPOSITORY": REPOSITORY}
+    assert main([], env=env, project_dir=project_dir) == 0
+    output = json.loads(capsys.readouterr().out)
+    downstream = output["boundaryPolicy"]["document"]
+    upstream = output["upstreamBoundaryPolicy"]["document"]
+    assert output["upstreamBoundaryPolicy"]["policyArn"] == UPSTREAM_BOUNDARY
+    put_events = {
+        "Sid": "CeilingOfTheAlertRoles",
+        "Effect": "Allow",
+        "Action": "events:PutEvents",
+        "Resource": CENTRAL_BUS,
+    }
+    # The upstream's roles are its alert roles: they may send to the bus, and nothing else.
+    assert upstream == {"Version": "2012-10-17", "Statement": [put_events]}
+    assert put_events in downstream["Statement"]
+    assert {a.split(":")[0] for a in actions(downstream)} == {"ecr", "kms", "events"}
+    assert [s for s in statements(downstream) if "events:PutEvents" in _as_list(s["Action"])] == [
+        put_events
+    ]
+    # A bus ARN is a resource events:PutEvents acts on.
+    assert iam_problems(upstream) == []
+    for document in (downstream, upstream):
+        found = analyze_policy_string(json.dumps(document), include_community_auditors=True)
+        star = {a for f in found.findings if f.issue == "RESOURCE_STAR" for a in f.detail}
+        assert not {a for a in star if a.startswith("events:")}, star
+    # What --boundary-policy prints, side by side.
+    for side, document in (("downstream", downstream), ("upstream", upstream)):
+        assert main(["--boundary-policy", side], env={}, project_dir=project_dir) == 0
+        assert json.loads(capsys.readouterr().out) == document, side
+
+
+def test_an_upstream_that_creates_no_role_has_no_boundary_to_print(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--boundary-policy", "upstream"], env={}, project_dir=EXAMPLE) == 2
+    assert "creates no role" in capsys.readouterr().err
+    env = {"GITHUB_REPOSITORY": REPOSITORY}
+    assert main([], env=env, project_dir=EXAMPLE) == 0
+    assert "upstreamBoundaryPolicy" not in json.loads(capsys.readouterr().out)
+
+
+def test_the_refusal_names_the_command_that_prints_the_sides_boundary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project_dir = bus_project(tmp_path)
+    drop_lines(project_dir / "Pulumi.upstream.yaml", "permissionsBoundaryArn")
+    assert main(["--repository", REPOSITORY], env={}, project_dir=project_dir) == 2
+    assert (
+        "python -m scripts.ci_roles --boundary-policy upstream --upstream-stack upstream"
+        in capsys.readouterr().err
+    )
 
 
 EXPLAINED_ESCALATIONS = {"CreateNewPolicyVersion", "SetExistingDefaultPolicyVersion"}

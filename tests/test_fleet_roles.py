@@ -225,3 +225,34 @@ def test_a_template_without_a_boundary_is_refused(
     argv = ["--repository", REPOSITORY, "--fleet-account", FLEET_ACCOUNT]
     assert main(argv, env={}, project_dir=project) == 2
     assert "ecr-ptc:permissionsBoundaryArn is not set" in capsys.readouterr().err
+
+
+def test_the_members_boundary_sends_to_the_templates_bus_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The StackSet's boundary is the members' stack's: with the template's alerts to a bus,
+    events:PutEvents on that bus only; --boundary-policy prints the same document."""
+    bus = "arn:aws:events:us-east-1:999988887777:event-bus/central-monitoring"
+    project = fleet_project(tmp_path)
+    with (project / "Pulumi.downstream.yaml").open("a") as f:
+        f.write(f"  ecr-ptc:alerts:\n    eventBusArn: {bus}\n")
+    argv = ["--repository", REPOSITORY, "--fleet-account", FLEET_ACCOUNT]
+    assert main(argv, env=S3, project_dir=project) == 0, capsys.readouterr().err
+    output = json.loads(capsys.readouterr().out)
+    boundary = output["memberStackSetTemplate"]["Resources"]["Boundary"]["Properties"]
+    document = boundary["PolicyDocument"]
+    put_events = [s for s in document["Statement"] if "events:PutEvents" in _as_list(s["Action"])]
+    assert put_events == [
+        {
+            "Sid": "CeilingOfTheAlertRoles",
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": bus,
+        }
+    ]
+    assert main(["--boundary-policy"], env={}, project_dir=project) == 0
+    assert json.loads(capsys.readouterr().out) == document
+    # The members' deploy role targets that bus and no other.
+    policy = member_role(output, "DeployRole")["Policies"][0]["PolicyDocument"]
+    [targets] = [s for s in policy["Statement"] if "events:PutTargets" in s["Action"]]
+    assert targets["Condition"] == {"ArnLike": {"events:TargetArn": bus}}

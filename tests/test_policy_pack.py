@@ -395,6 +395,15 @@ def test_pack_checks_the_alert_resources_too() -> None:
     assert pack_violations("aws:cloudwatch/eventTarget:EventTarget", {"arn": bus})
     put_anywhere = {"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}
     assert pack_violations("aws:iam/rolePolicy:RolePolicy", {"policy": identity(put_anywhere)})
+    # An alert role's policy, but as a managed policy: no alert branch there.
+    put_on_bus = {"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus}
+    assert pack_violations("aws:iam/rolePolicy:RolePolicy", {"policy": identity(put_on_bus)}) == []
+    assert pack_violations("aws:iam/policy:Policy", {"policy": identity(put_on_bus)})
+    # A target that is neither a topic nor a bus, and a rule that matches more than ECR alerts.
+    queue = "arn:aws:sqs:eu-west-1:444455556666:alerts"
+    assert pack_violations("aws:cloudwatch/eventTarget:EventTarget", {"arn": queue})
+    every_event = json.dumps({"account": ["444455556666"]})
+    assert pack_violations("aws:cloudwatch/eventRule:EventRule", {"eventPattern": every_event})
 
 
 def test_pack_entry_point_builds_a_mandatory_pack_with_every_policy(

@@ -6,6 +6,11 @@ record of the API calls that change what the registry grants ("AWS API Call via 
 which reach EventBridge only while a CloudTrail trail logs the account's management events).
 Fields as AWS's "Amazon ECR events and EventBridge" (ECR User Guide) and "AWS service events
 delivered via AWS CloudTrail" (EventBridge User Guide) document them.
+
+Both patterns pin `account` to the stack's own: a default bus also receives what other accounts
+forward to it (a rule of theirs targeting this bus), and those events are not this stack's.
+`source` and `detail-type` are the values components/rules/policy_rules.py pins for the plan, the
+policy pack and the CI roles alike.
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-ECR_SOURCE = "aws.ecr"
-CACHE_ACTION_DETAIL_TYPE = "ECR Pull Through Cache Action"
-CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+from ..rules.policy_rules import CACHE_ACTION_DETAIL_TYPE, CLOUDTRAIL_DETAIL_TYPE, ECR_SOURCE
+
 ECR_EVENT_SOURCE = "ecr.amazonaws.com"
 # The one sync-status AWS documents; the failures' values are not, so anything else is a failure.
 SYNC_SUCCESS = "SUCCESS"
@@ -41,9 +45,12 @@ def prefix_values(ecr_repository_prefixes: Iterable[str]) -> list[str]:
     return sorted(values)
 
 
-def cache_failure_pattern(ecr_repository_prefixes: Iterable[str]) -> dict[str, Any]:
-    """Every cache fill of these rules that did not succeed."""
+def cache_failure_pattern(
+    ecr_repository_prefixes: Iterable[str], account_id: str
+) -> dict[str, Any]:
+    """Every cache fill of these rules, in this account, that did not succeed."""
     return {
+        "account": [account_id],
         "source": [ECR_SOURCE],
         "detail-type": [CACHE_ACTION_DETAIL_TYPE],
         "detail": {
@@ -53,10 +60,11 @@ def cache_failure_pattern(ecr_repository_prefixes: Iterable[str]) -> dict[str, A
     }
 
 
-def grant_change_pattern() -> dict[str, Any]:
-    """Every call of the APIs that change what the registry grants (failed ones included: an
-    attempt is worth knowing about)."""
+def grant_change_pattern(account_id: str) -> dict[str, Any]:
+    """Every call, in this account, of the APIs that change what the registry grants (failed
+    ones included: an attempt is worth knowing about)."""
     return {
+        "account": [account_id],
         "source": [ECR_SOURCE],
         "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
         "detail": {

@@ -34,6 +34,7 @@ from ..rules.policy_rules import (
     Problem,
     alert_role_policy_problems,
     alert_role_trust_problems,
+    alert_rule_pattern_problems,
     alert_target_problems,
     alert_topic_policy_problems,
 )
@@ -272,7 +273,7 @@ def plan_upstream(config: UpstreamConfig, account_id: str, name: str) -> StackPl
     alerts, alert_outputs = _alerts_of(
         config,
         (config.region,),
-        grant_change_pattern(),
+        grant_change_pattern(account_id),
         GRANT_CHANGES_DESCRIPTION,
         account_id,
         name,
@@ -554,6 +555,7 @@ def plan_alerts(
     group = f"{name}-alerts"
     # The pattern grows with the rules' prefixes: 50 of the longest take about 3,400 characters.
     pattern_text = canonical_json(pattern)
+    _alert_check(alert_rule_pattern_problems(pattern), "rule's event pattern", pattern_text)
     require_within(
         pattern_text,
         quotas.EVENT_PATTERN_MAX_CHARS,
@@ -792,7 +794,7 @@ def plan_downstream(
     alerts, alert_outputs = _alerts_of(
         config,
         config.regions,
-        cache_failure_pattern(rule.ecr_repository_prefix for rule in config.rules),
+        cache_failure_pattern((rule.ecr_repository_prefix for rule in config.rules), account_id),
         CACHE_FAILURES_DESCRIPTION,
         account_id,
         name,

@@ -824,6 +824,15 @@ PUT_EVENTS_ACTION = "events:PutEvents"
 SOURCE_ARN_KEY = "aws:SourceArn"
 SOURCE_ACCOUNT_KEY = "aws:SourceAccount"
 
+# What an alert rule matches (components/plan/alerts.py writes the patterns): ECR's events, of
+# the two kinds the stacks alert on. The CI deploy roles may create rules of these only
+# (scripts/ci_roles.py, events:source and events:detail-type), and the plan and the pack refuse
+# a rule that matches anything else (alert_rule_pattern_problems).
+ECR_SOURCE = "aws.ecr"
+CACHE_ACTION_DETAIL_TYPE = "ECR Pull Through Cache Action"  # downstream: a cache fill
+CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"  # upstream: a change to the grant
+ALERT_DETAIL_TYPES = (CACHE_ACTION_DETAIL_TYPE, CLOUDTRAIL_DETAIL_TYPE)
+
 _EVENT_RULE_ARN = re.compile(
     rf"arn:(?:{_PARTITION}):events:[a-z0-9-]{{1,32}}:(?P<account>{_ACCOUNT}):"
     r"rule/[A-Za-z0-9._-]{1,64}",
@@ -924,7 +933,8 @@ def _not_elements(statement: Mapping[str, Any], where: str) -> list[Problem]:
 def alert_topic_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
     """An alert topic's policy lets EventBridge publish, and nothing else: each Allow names
     exactly the service principal events.amazonaws.com, exactly sns:Publish, SNS topic ARNs,
-    and the rules that may publish (events_source_problems). No account, no wildcard."""
+    and the rules that may publish (events_source_problems), rules of the topics' own account:
+    no rule of another account may publish to them. No account principal, no wildcard."""
     problems: list[Problem] = []
     for i, statement in _allow_statements(document):
         where = f"Statement[{i}]"
@@ -952,10 +962,30 @@ def alert_topic_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
                     "the topic's ARN, arn:<partition>:sns:<region>:<account>:<name> (no wildcard)",
                 )
             )
-        problems += [
-            Problem(f"{where}{p.path}", p.value, p.valid) for p in events_source_problems(statement)
-        ]
+        source = events_source_problems(statement)
+        problems += [Problem(f"{where}{p.path}", p.value, p.valid) for p in source]
+        if not source:
+            # The rules and aws:SourceAccount agree (events_source_problems): they must be the
+            # topics' account too.
+            topic_accounts = sorted({_topic_account(r) for r in resources if is_topic_arn(r)})
+            accounts = _condition_values(statement, ("StringEquals",), SOURCE_ACCOUNT_KEY)
+            if topic_accounts and topic_accounts != accounts:
+                problems.append(
+                    Problem(
+                        f"{where}.Condition.StringEquals.{SOURCE_ACCOUNT_KEY}",
+                        accounts,
+                        f"the topic's own account ({', '.join(topic_accounts)}), for "
+                        f"{SOURCE_ACCOUNT_KEY} and the rules of {SOURCE_ARN_KEY}: an alert "
+                        "topic takes alerts from its own account's rules only",
+                    )
+                )
     return problems
+
+
+def _topic_account(topic_arn: str) -> str:
+    match = _TOPIC_ARN.fullmatch(topic_arn)
+    assert match is not None, "only called on topic ARNs"
+    return match["account"]
 
 
 def alert_role_trust_problems(document: Mapping[str, Any]) -> list[Problem]:
@@ -1018,10 +1048,21 @@ def alert_role_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
 
 
 def alert_target_problems(target_arn: Any, role_arn: Any) -> list[Problem]:
-    """An EventBridge target that is an event bus is sent to with a role (AWS requires one for a
-    bus of another account granted by organization, and recommends one always); a topic target
-    takes none (its topic policy grants EventBridge, and AWS warns that a role there can fail
-    delivery)."""
+    """An EventBridge target is an SNS topic or an event bus, nothing else (no queue, function,
+    API destination or other service a rule could hand the events to). An event bus is sent to
+    with a role (AWS requires one for a bus of another account granted by organization, and
+    recommends one always); a topic target takes none (its topic policy grants EventBridge, and
+    AWS warns that a role there can fail delivery)."""
+    if not (is_event_bus_arn(target_arn) or is_topic_arn(target_arn)):
+        return [
+            Problem(
+                ".arn",
+                target_arn,
+                "an SNS topic, arn:<partition>:sns:<region>:<account>:<name>, or an event bus, "
+                "arn:<partition>:events:<region>:<account>:event-bus/<name>: an alert goes "
+                "nowhere else",
+            )
+        ]
     if is_event_bus_arn(target_arn) and not role_arn:
         return [
             Problem(
@@ -1039,3 +1080,33 @@ def alert_target_problems(target_arn: Any, role_arn: Any) -> list[Problem]:
             )
         ]
     return []
+
+
+def alert_rule_pattern_problems(pattern: Any) -> list[Problem]:
+    """An alert rule's event pattern matches ECR's events of the kinds the stacks alert on, and
+    no others: `source` exactly [aws.ecr], `detail-type` one or both of the alert detail types
+    (ALERT_DETAIL_TYPES), each as a plain value (no prefix, anything-but or other matcher that
+    could match more)."""
+    if not isinstance(pattern, Mapping):
+        return [Problem("", pattern, "an event pattern: a JSON object")]
+    problems = []
+    if pattern.get("source") != [ECR_SOURCE]:
+        problems.append(
+            Problem(".source", pattern.get("source"), f'exactly ["{ECR_SOURCE}"]: ECR\'s events')
+        )
+    detail_types = pattern.get("detail-type")
+    if (
+        not isinstance(detail_types, list)
+        or not detail_types
+        or not all(isinstance(d, str) and d in ALERT_DETAIL_TYPES for d in detail_types)
+    ):
+        problems.append(
+            Problem(
+                ".detail-type",
+                detail_types,
+                "a list of "
+                + " or ".join(f'"{d}"' for d in ALERT_DETAIL_TYPES)
+                + ": the events an ecr-ptc stack alerts on",
+            )
+        )
+    return problems

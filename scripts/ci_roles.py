@@ -58,6 +58,7 @@ from components.plan.policies import (
     TEMPLATE_KMS_GRANT_ACTION,
     TEMPLATE_REPOSITORY_ACTIONS,
 )
+from components.rules import quotas
 from components.rules.aws_names import (
     UnknownRegionError,
     region,
@@ -936,7 +937,9 @@ def side_boundary_policy(side: str, stack_name: str, project_dir: Path) -> dict[
 
 def boundary_policy_command(side: str, stack_name: str) -> str:
     """The command that prints a side's boundary policy, for the messages that ask for one."""
-    return f"python -m scripts.ci_roles --boundary-policy {side} --{side}-stack {stack_name}"
+    return (
+        f".venv/bin/python -m scripts.ci_roles --boundary-policy {side} --{side}-stack {stack_name}"
+    )
 
 
 def stack_boundary(roles: Mapping[str, Mapping[str, Any]]) -> str:
@@ -980,6 +983,24 @@ def trust_policy(stack: Stack, repository: str, deploy: bool, environment: str) 
             }
         ],
     }
+
+
+def fitting(roles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The roles, if each permission policy fits in one role's inline policies (IAM counts the
+    JSON without whitespace); else one line naming the role, its size and what to shorten."""
+    for name, role in roles.items():
+        policy = role.get("permissionPolicy")
+        if policy is None:
+            continue
+        size = len(json.dumps(policy, separators=(",", ":")))
+        if size > quotas.ROLE_INLINE_POLICIES_MAX_CHARS:
+            raise CiRolesError(
+                f"the permission policy of {name} would be {size:,} characters, over IAM's "
+                f"{quotas.ROLE_INLINE_POLICIES_MAX_CHARS:,} for a role's inline policies: "
+                "list fewer or shorter ecr-ptc:alerts subscriptions, consumer roles or regions "
+                "in that stack file"
+            )
+    return roles
 
 
 def ci_roles(
@@ -1048,7 +1069,7 @@ def ci_roles(
             deploy_environment,
             grants_organization,
         )
-        return {**roles, **fleet}
+        return fitting({**roles, **fleet})
     downstream = replace(
         load_stack("downstream", downstream_stack, project_dir),
         upstream_grants_organization=any(
@@ -1065,7 +1086,7 @@ def ci_roles(
             f"prints it; name it {BOUNDARY_POLICY_NAME}), then set {BOUNDARY_KEY}: "
             f"arn:{downstream.partition}:iam::{downstream.account}:policy/{BOUNDARY_POLICY_NAME}"
         )
-    return {**roles, **side_roles(downstream)}
+    return fitting({**roles, **side_roles(downstream)})
 
 
 def main(

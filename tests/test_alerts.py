@@ -1376,3 +1376,18 @@ def test_make_plan_shows_the_alert_rules_topics_and_policies(tmp_path: Path) -> 
         "sns:Publish",
         "sns:Publish",
     ]
+
+
+def test_ci_roles_refuse_a_deploy_policy_over_the_inline_quota(tmp_path: Path) -> None:
+    """Each subscription is a condition of the deploy role: 25 of the longest email addresses
+    would not fit in a role's inline policies, which `make ci-roles` says before anyone tries."""
+    endpoints = [f"{'a' * 60}.{i:02d}@{'b' * 60}.{'c' * 60}.example.com" for i in range(25)]
+    subscriptions = "  ecr-ptc:alerts:\n    topic:\n      subscriptions:\n" + "".join(
+        f"        - protocol: email\n          endpoint: {e}\n" for e in endpoints
+    )
+    project = ci_project(tmp_path, downstream_extra=subscriptions)
+    with pytest.raises(CiRolesError) as refused:
+        ci_roles("acme/ecr-ptc", "upstream", "downstream", {}, project)
+    message = str(refused.value)
+    assert message.startswith("the permission policy of downstream-deploy would be ")
+    assert "over IAM's 10,240 for a role's inline policies" in message

@@ -552,7 +552,7 @@ def test_the_refusal_names_the_command_that_prints_the_sides_boundary(
     drop_lines(project_dir / "Pulumi.upstream.yaml", "permissionsBoundaryArn")
     assert main(["--repository", REPOSITORY], env={}, project_dir=project_dir) == 2
     assert (
-        "python -m scripts.ci_roles --boundary-policy upstream --upstream-stack upstream"
+        "`.venv/bin/python -m scripts.ci_roles --boundary-policy upstream --upstream-stack upstream"
         in capsys.readouterr().err
     )
 

@@ -206,6 +206,9 @@ BAD: list[tuple[str, Any, str, str, str]] = [
      f"{SUB}.endpoint", "'http://x.example'", "an https:// URL"),
     ("sms-not-e164", {"topic": {"subscriptions": [{"protocol": "sms", "endpoint": "+0123"}]}},
      f"{SUB}.endpoint", "'+0123'", "E.164"),
+    # YAML reads an unquoted +14155550100 as the number 14155550100.
+    ("sms-unquoted", {"topic": {"subscriptions": [{"protocol": "sms", "endpoint": 14155550100}]}},
+     f"{SUB}.endpoint", "14155550100", "quote a phone number, e.g. '+14155550100'"),
     ("fifo-queue", {"topic": {"subscriptions": [{"protocol": "sqs", "endpoint": f"arn:aws:sqs:eu-west-1:{DOWNSTREAM_ACCOUNT}:q.fifo"}]}},
      f"{SUB}.endpoint", "q.fifo", "a standard queue"),
     ("queue-of-another-partition", {"topic": {"subscriptions": [{"protocol": "sqs", "endpoint": f"arn:aws-cn:sqs:cn-north-1:{DOWNSTREAM_ACCOUNT}:q"}]}},

@@ -316,6 +316,9 @@ _PRINTABLE = re.compile(r"[\x21-\x7e]+", re.ASCII)
 
 
 def _endpoint_check(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML reads +14155550100 as a number, dropping the + an E.164 number needs.
+        raise invalid("a string: quote a phone number, e.g. '+14155550100'")
     if (
         not isinstance(value, str)
         or len(value) > quotas.SUBSCRIPTION_URL_MAX_CHARS

@@ -938,21 +938,9 @@ def alert_topic_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for i, statement in _allow_statements(document):
         where = f"Statement[{i}]"
-        problems += _not_elements(statement, where)
-        if statement.get("Principal") != {"Service": EVENTS_SERVICE}:
-            problems.append(
-                Problem(
-                    f"{where}.Principal",
-                    statement.get("Principal"),
-                    f"exactly {{Service: {EVENTS_SERVICE}}}: only EventBridge publishes alerts",
-                )
-            )
-        if as_list(statement.get("Action")) != [TOPIC_PUBLISH_ACTION]:
-            problems.append(
-                Problem(
-                    f"{where}.Action", statement.get("Action"), f"exactly {TOPIC_PUBLISH_ACTION}"
-                )
-            )
+        problems += _eventbridge_statement_problems(
+            statement, where, TOPIC_PUBLISH_ACTION, ": only EventBridge publishes alerts"
+        )
         resources = as_list(statement.get("Resource"))
         if not resources or not all(is_topic_arn(r) for r in resources):
             problems.append(
@@ -982,6 +970,25 @@ def alert_topic_policy_problems(document: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _eventbridge_statement_problems(
+    statement: Mapping[str, Any], where: str, action: str, why: str = ""
+) -> list[Problem]:
+    """An Allow for EventBridge alone: no Not* element, exactly the events.amazonaws.com service
+    principal and exactly `action`."""
+    problems = _not_elements(statement, where)
+    if statement.get("Principal") != {"Service": EVENTS_SERVICE}:
+        problems.append(
+            Problem(
+                f"{where}.Principal",
+                statement.get("Principal"),
+                f"exactly {{Service: {EVENTS_SERVICE}}}{why}",
+            )
+        )
+    if as_list(statement.get("Action")) != [action]:
+        problems.append(Problem(f"{where}.Action", statement.get("Action"), f"exactly {action}"))
+    return problems
+
+
 def _topic_account(topic_arn: str) -> str:
     match = _TOPIC_ARN.fullmatch(topic_arn)
     assert match is not None, "only called on topic ARNs"
@@ -994,17 +1001,7 @@ def alert_role_trust_problems(document: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for i, statement in _allow_statements(document):
         where = f"Statement[{i}]"
-        problems += _not_elements(statement, where)
-        if statement.get("Principal") != {"Service": EVENTS_SERVICE}:
-            problems.append(
-                Problem(
-                    f"{where}.Principal",
-                    statement.get("Principal"),
-                    f"exactly {{Service: {EVENTS_SERVICE}}}",
-                )
-            )
-        if as_list(statement.get("Action")) != ["sts:AssumeRole"]:
-            problems.append(Problem(f"{where}.Action", statement.get("Action"), "sts:AssumeRole"))
+        problems += _eventbridge_statement_problems(statement, where, "sts:AssumeRole")
         problems += [
             Problem(f"{where}{p.path}", p.value, p.valid) for p in events_source_problems(statement)
         ]

@@ -1204,15 +1204,19 @@ HEALTHY, SOME_BROKEN, COULD_NOT_CHECK = 0, 1, 2
 
 def outcome(links: Sequence[Link]) -> tuple[int, str]:
     """The exit status and the last line: any BROKEN link is 1, else any UNKNOWN is 2."""
-    broken = [link for link in links if link.status == BROKEN]
-    unknown = [link for link in links if link.status == UNKNOWN]
-    total = len(links)
+    statuses = [link.status for link in links]
+    return verdict(statuses.count(BROKEN), statuses.count(UNKNOWN), len(links), "links")
+
+
+def verdict(broken: int, unknown: int, total: int, things: str) -> tuple[int, str]:
+    """The exit status and the last line of `total` links or members: broken wins over
+    unknown, as in `make verify`."""
     if broken:
-        also = f" ({len(unknown)} could not be checked)" if unknown else ""
-        return SOME_BROKEN, f"BROKEN: {len(broken)} of {total} links broken{also}"
+        also = f" ({unknown} could not be checked)" if unknown else ""
+        return SOME_BROKEN, f"BROKEN: {broken} of {total} {things} broken{also}"
     if unknown:
-        return COULD_NOT_CHECK, f"COULD NOT CHECK: {len(unknown)} of {total} links unknown"
-    return HEALTHY, f"HEALTHY: all {total} links ok"
+        return COULD_NOT_CHECK, f"COULD NOT CHECK: {unknown} of {total} {things} unknown"
+    return HEALTHY, f"HEALTHY: all {total} {things} ok"
 
 
 def lines(links: Sequence[Link]) -> list[str]:

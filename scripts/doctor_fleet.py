@@ -52,6 +52,7 @@ from scripts.doctor_checks import (
     lines,
     outcome,
     parse_image,
+    verdict,
 )
 from scripts.doctor_policies import BROKEN, OK, UNKNOWN
 from scripts.fleet_members import PREVIEW, Member, OrganizationsUnavailable
@@ -108,15 +109,10 @@ class MemberReport:
 
 
 def fleet_status(reports: Sequence[MemberReport]) -> tuple[int, str]:
-    broken = [r for r in reports if r.status == SOME_BROKEN]
-    unknown = [r for r in reports if r.status == COULD_NOT_CHECK]
-    total = len(reports)
-    if broken:
-        also = f" ({len(unknown)} could not be checked)" if unknown else ""
-        return SOME_BROKEN, f"BROKEN: {len(broken)} of {total} members broken{also}"
-    if unknown:
-        return COULD_NOT_CHECK, f"COULD NOT CHECK: {len(unknown)} of {total} members"
-    return HEALTHY, f"HEALTHY: all {total} members ok"
+    statuses = [r.status for r in reports]
+    return verdict(
+        statuses.count(SOME_BROKEN), statuses.count(COULD_NOT_CHECK), len(reports), "members"
+    )
 
 
 # --- credentials ----------------------------------------------------------------------------------

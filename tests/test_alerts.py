@@ -169,6 +169,12 @@ def test_every_protocol_takes_its_endpoint(subscription: dict[str, str]) -> None
         )
 
 
+def test_both_targets_are_refused_showing_what_was_written() -> None:
+    with pytest.raises(ConfigError) as caught:
+        downstream(**{KEY: {"topic": {}, **BUS_ALERTS}})
+    assert caught.value.value == {"topic": {}, "eventBusArn": BUS}, "no default filled in"
+
+
 def test_a_topic_without_subscriptions_and_a_bus_are_accepted() -> None:
     assert downstream(**{KEY: {"topic": {}}}).alerts.subscriptions == ()  # type: ignore[union-attr]
     assert downstream(**{KEY: BUS_ALERTS}).alerts.event_bus_arn == BUS  # type: ignore[union-attr]

@@ -1004,7 +1004,8 @@ def _alerts(model: AlertsModel | None, here: Region) -> Alerts | None:
     if (model.topic is None) == (model.event_bus_arn is None):
         raise ConfigError(
             key,
-            model.model_dump(by_alias=True, exclude_none=True),
+            # What was written: not the defaults it was filled in with.
+            model.model_dump(by_alias=True, exclude_none=True, exclude_unset=True),
             "a mapping with exactly one of topic ({subscriptions: [{protocol, endpoint}]}: an SNS "
             "topic in each region, created by the stack) or eventBusArn (an existing event bus, "
             "e.g. of a central monitoring account)",

@@ -182,10 +182,11 @@ class Inventory:
 
 
 def other_downstreams(
-    project_dir: Path, upstream: str, skip: set[str]
+    project_dir: Path, upstream: str, skip: set[str], account: str | None = None
 ) -> tuple[list[str], list[str], list[str]]:
-    """The stack files here (other than `skip`) that read `upstream`: plain stacks, fleet
-    templates, and a note for each file that could not be read."""
+    """The stack files here (other than `skip`) that read `upstream`, by its stack or (without
+    one) by its `account`: plain stacks, fleet templates, and a note for each file that could
+    not be read."""
     stacks: list[str] = []
     templates: list[str] = []
     notes: list[str] = []
@@ -197,7 +198,11 @@ def other_downstreams(
         except ConfigError as err:
             notes.append(f"Pulumi.{name}.yaml could not be read, so not checked: {err}")
             continue
-        if short(str(config.get(UPSTREAM_STACK_KEY) or "")) != upstream:
+        named = str(config.get(UPSTREAM_STACK_KEY) or "")
+        by_account = not named and account is not None
+        if short(named) != upstream and not (
+            by_account and str(config.get(UPSTREAM_ACCOUNT_ID_KEY) or "") == account
+        ):
             continue
         (templates if is_template(config) else stacks).append(name)
     return stacks, templates, notes
@@ -311,11 +316,12 @@ def take_inventory(
     template: str,
     project: str,
     project_dir: Path,
+    upstream_account: str | None = None,
 ) -> Inventory:
     pattern = member_stack_pattern(template)
     found = fleet_stacks(runner, template, project, [s for s in existing if pattern.fullmatch(s)])
     stacks, templates, notes = other_downstreams(
-        project_dir, upstream, {downstream, template, upstream}
+        project_dir, upstream, {downstream, template, upstream}, upstream_account
     )
     return Inventory(
         downstream,
@@ -520,6 +526,7 @@ class Teardown:
             self.template,
             project,
             self.project_dir,
+            accounts["upstream"],
         )
         self.check_members(inventory)
         return pulumi, accounts, runner, inventory, existing

@@ -311,6 +311,22 @@ def test_other_downstream_stacks_of_the_upstream_keep_it(site: Site) -> None:
     assert site.destroyed() == []
 
 
+def test_a_downstream_reading_the_upstream_by_account_keeps_it(site: Site) -> None:
+    site.stack_file(
+        "downstream-us",
+        **{
+            "ecr-ptc:upstreamAccountId": UPSTREAM_ACCOUNT,
+            "ecr-ptc:upstreamRegion": "us-east-1",
+            "aws:region": "us-east-2",
+        },
+    )
+    site.cli.create_stack("downstream-us", deployed=True)
+    code, out = site.make(CONFIRM=UPSTREAM_ACCOUNT)
+    assert code == destroy.REFUSED
+    assert "downstream-us (Pulumi.downstream-us.yaml reads upstream 'upstream')" in out
+    assert site.destroyed() == []
+
+
 def test_nothing_to_destroy_is_done(site: Site) -> None:
     assert site.make(CONFIRM=UPSTREAM_ACCOUNT)[0] == destroy.DONE
     calls = len(site.cli.calls())

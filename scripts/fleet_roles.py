@@ -28,6 +28,7 @@ from typing import Any
 
 from components.inputs.errors import ConfigError
 from components.inputs.stack_config import (
+    ACCOUNT_OVERRIDES,
     ACCOUNT_PREVIEW_ROLE_NAME,
     ACCOUNT_ROLE_NAME,
     DownstreamConfig,
@@ -38,11 +39,13 @@ from components.inputs.stack_config import (
 from scripts.ci_roles import (
     BOUNDARY_KEY,
     BOUNDARY_POLICY_NAME,
+    CONSUMER_ROLES_KEY,
     DEFAULT_DEPLOY_ENVIRONMENT,
     DEFAULT_PREVIEW_ENVIRONMENT,
     GITHUB_OIDC_HOST,
     OIDC_AUDIENCE,
     POLICY_VERSION,
+    ROLE_NAME_KEY,
     CiRolesError,
     Stack,
     boundary_policy,
@@ -140,6 +143,36 @@ def member_stack(
         config.iam_path or "/",
         alerts=config.alerts,
     )
+
+
+def with_overrides(stack: Stack, fleet: FleetTemplate, template: str) -> Stack:
+    """The member stack every account's roles are made for (one StackSet template for all), widened
+    to what `ecr-ptc:accountOverrides` gives any member: its regions and consumer roles. A role
+    name per account cannot be: the StackSet's roles are the same in every account."""
+    named = sorted(
+        {str(o["roleName"]) for o in fleet.overrides.values() if o.get("roleName")}
+        - {str(stack.config.get(ROLE_NAME_KEY) or "")}
+    )
+    if named:
+        raise CiRolesError(
+            f"Pulumi.{template}.yaml: {ACCOUNT_OVERRIDES.full} sets roleName "
+            f"({', '.join(named)}) for some accounts, but the StackSet gives every member the "
+            "same deploy role, scoped to one cache role name: set roleName in the template for "
+            "all members, or leave it unset (generated names)"
+        )
+    regions = {
+        *stack.regions,
+        *(r for o in fleet.overrides.values() for r in o.get("regions") or []),
+    }
+    template_consumers = list(stack.config.get(CONSUMER_ROLES_KEY) or [])
+    consumers = sorted(
+        {*template_consumers}
+        | {str(n) for o in fleet.overrides.values() for n in o.get("consumerRoleNames") or []}
+    )
+    config = dict(stack.config)
+    if consumers:
+        config[CONSUMER_ROLES_KEY] = consumers
+    return replace(stack, regions=tuple(sorted(regions)), config=config)
 
 
 def member_boundary_policy(
@@ -288,9 +321,13 @@ def fleet_roles(
             f"arn:{fleet.partition}:iam::<any account>:policy/{BOUNDARY_POLICY_NAME} (each "
             "member uses the policy of that path and name in its own account)"
         )
-    stack = replace(
-        member_stack(template, config, values, config.permissions_boundary_arn),
-        upstream_grants_organization=upstream_grants_organization,
+    stack = with_overrides(
+        replace(
+            member_stack(template, config, values, config.permissions_boundary_arn),
+            upstream_grants_organization=upstream_grants_organization,
+        ),
+        fleet,
+        template,
     )
     central = {
         key: _role_arn(fleet.partition, fleet_account, name)

@@ -256,3 +256,42 @@ def test_the_members_boundary_sends_to_the_templates_bus_alone(
     policy = member_role(output, "DeployRole")["Policies"][0]["PolicyDocument"]
     [targets] = [s for s in policy["Statement"] if "events:PutTargets" in s["Action"]]
     assert targets["Condition"] == {"ArnLike": {"events:TargetArn": bus}}
+
+
+def _with_overrides(tmp_path: Path, overrides: str) -> Path:
+    project = fleet_project(tmp_path)
+    with (project / "Pulumi.downstream.yaml").open("a") as f:
+        f.write(f"  ecr-ptc:accountOverrides:\n    '{MEMBER}':\n{overrides}")
+    return project
+
+
+def _member_policy(project: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    argv = ["--repository", REPOSITORY, "--fleet-account", FLEET_ACCOUNT]
+    assert main(argv, env=S3, project_dir=project) == 0, capsys.readouterr().err
+    output = json.loads(capsys.readouterr().out)
+    deploy = member_role(output, "DeployRole")
+    [policy] = deploy["Policies"]
+    return policy["PolicyDocument"]  # type: ignore[no-any-return]
+
+
+def test_member_roles_reach_the_regions_and_consumers_an_override_adds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One StackSet template serves every member: a member whose override adds a region or a
+    consumer role must be able to deploy it."""
+    project = _with_overrides(
+        tmp_path, "      regions: [ap-southeast-2]\n      consumerRoleNames: [batch-puller]\n"
+    )
+    text = json.dumps(_member_policy(project, capsys))
+    assert "ap-southeast-2" in text
+    assert f"arn:aws:iam::{SOME_MEMBER}:role/batch-puller" in text
+
+
+def test_a_role_name_for_one_member_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _with_overrides(tmp_path, "      roleName: special-cache-role\n")
+    argv = ["--repository", REPOSITORY, "--fleet-account", FLEET_ACCOUNT]
+    assert main(argv, env=S3, project_dir=project) == 2
+    err = capsys.readouterr().err
+    assert "ecr-ptc:accountOverrides sets roleName (special-cache-role)" in err

@@ -79,8 +79,9 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
+# On every core, at most 4 (pytest-xdist); `.venv/bin/pytest tests/<file>` runs one file alone.
 unit: $(INSTALLED)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4
 
 up: install
 	$(BIN)/python -m scripts.deploy up --upstream-stack $(UPSTREAM_STACK) --downstream-stack $(DOWNSTREAM_STACK)

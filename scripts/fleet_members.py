@@ -119,8 +119,10 @@ def check_template(template_stack: str, config: Mapping[str, Any]) -> None:
         refuse_fleet_keys_outside_a_template(cli_config(config))
         return
     key = ACCOUNTS if config.get(ACCOUNTS) else ORGANIZATIONAL_UNIT_IDS
-    side = config.get(SIDE)
-    if side == "upstream" or (not side and template_stack.startswith("upstream")):
+    # The program's own rule: members are named <template>-<account>, so they are of the side
+    # the template's name (or ecr-ptc:side) gives.
+    side = keys.resolve_side({SIDE: str(config.get(SIDE) or "")}, template_stack)
+    if side == "upstream":
         raise ConfigError(
             key,
             config[key],

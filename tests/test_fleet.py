@@ -293,6 +293,15 @@ def test_bad_fleet_keys_name_the_key_the_value_and_what_is_valid(
     assert repr(caught.value.value) in str(caught.value)
 
 
+def test_a_template_whose_side_the_program_cannot_tell_is_refused() -> None:
+    """Its members are named <template>-<account>: the program could not tell their side
+    either, so the run is refused before any member, naming the key to set."""
+    with pytest.raises(ConfigError) as caught:
+        members("fleet", TEMPLATE)
+    assert caught.value.key == "ecr-ptc:side" and "'upstream' or 'downstream'" in caught.value.valid
+    assert members("fleet", TEMPLATE | {"ecr-ptc:side": "downstream"})
+
+
 def test_fleet_keys_without_a_fleet_are_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         members(

@@ -385,9 +385,9 @@ def members_file_refusal(text: str, template: str = "downstream") -> ConfigError
 
 
 def test_a_members_file_of_another_template_is_refused() -> None:
-    text = to_json(members("fleet-eu", TEMPLATE), "fleet-eu")
+    text = to_json(members("downstream-eu", TEMPLATE), "downstream-eu")
     error = members_file_refusal(text)
-    assert error.value == "fleet-eu"
+    assert error.value == "downstream-eu"
     assert "'downstream'" in error.valid and "make -s fleet-members" in error.valid
 
 

@@ -290,6 +290,29 @@ def report_json(stack: str, account: str, links: Sequence[Link]) -> dict[str, An
 # --- the command ----------------------------------------------------------------------------------
 
 
+def add_report_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """--image, --json and --project-dir, the options make doctor and make fleet-doctor share."""
+    parser.add_argument(
+        "--image", default=None, help="<cache repository>:<tag>, a canary pull (default: $IMAGE)"
+    )
+    parser.add_argument("--json", default=None, help=json_help)
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+
+
+def report_options(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
+    """The canary image and the JSON file: the option if given, else the environment (not
+    make's command line: make would expand `$(...)` in a value)."""
+    image_text = env.get(IMAGE_VARIABLE, "") if args.image is None else args.image
+    json_file = env.get(JSON_VARIABLE, "") if args.json is None else args.json
+    return image_text, json_file
+
+
+def write_json(path: str, document: Mapping[str, Any]) -> None:
+    """The report as JSON, when a file was asked for."""
+    if path:
+        Path(path).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
 def main(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -302,18 +325,10 @@ def main(
     err = err or sys.stderr
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stack", default="downstream")
-    parser.add_argument(
-        "--image", default=None, help="<cache repository>:<tag>, a canary pull (default: $IMAGE)"
-    )
-    parser.add_argument(
-        "--json", default=None, help="also write the links to this file (default: $DOCTOR_JSON)"
-    )
-    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+    add_report_arguments(parser, "also write the links to this file (default: $DOCTOR_JSON)")
     args = parser.parse_args(argv)
     env = dict(os.environ if env is None else env)
-    # From the environment, not make's command line: make would expand `$(...)` in a value.
-    image_text = env.get(IMAGE_VARIABLE, "") if args.image is None else args.image
-    json_file = env.get(JSON_VARIABLE, "") if args.json is None else args.json
+    image_text, json_file = report_options(args, env)
     try:
         expected = stack_target(args.stack, args.project_dir)
         image: Image | None = parse_image(image_text) if image_text else None
@@ -338,9 +353,7 @@ def main(
         print(line, file=out)
     status, last = outcome(links)
     print(last, file=out)
-    if json_file:
-        document = report_json(expected.stack, expected.account_id, links)
-        Path(json_file).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    write_json(json_file, report_json(expected.stack, expected.account_id, links))
     append_summary(
         env,
         f"### make doctor: stack `{markdown_cell(expected.stack)}` "

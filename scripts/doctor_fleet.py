@@ -16,7 +16,6 @@ could not be checked. `--json FILE` writes every member's links; with GITHUB_STE
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,16 +27,17 @@ from typing import Any, TextIO
 
 from components.inputs.errors import ConfigError
 from scripts.doctor import (
-    IMAGE_VARIABLE,
-    JSON_VARIABLE,
     STATUS_MARK,
     Upstreams,
+    add_report_arguments,
     append_summary,
     markdown_cell,
     profile_clients,
     profile_source,
+    report_options,
     session_clients,
     target_for,
+    write_json,
 )
 from scripts.doctor_checks import (
     COULD_NOT_CHECK,
@@ -56,7 +56,6 @@ from scripts.doctor_checks import (
 )
 from scripts.doctor_policies import BROKEN, OK, UNKNOWN
 from scripts.fleet_members import PREVIEW, Member, OrganizationsUnavailable
-from scripts.stack_files import PROJECT_DIR
 
 DEFAULT_PARALLELISM = 8
 PARALLELISM_VARIABLE = "DOCTOR_PARALLELISM"
@@ -322,18 +321,10 @@ def main(
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--template", default="downstream")
     parser.add_argument("--members", default="", help="a members file (make fleet-members)")
-    parser.add_argument(
-        "--image", default=None, help="<cache repository>:<tag>, a canary pull (default: $IMAGE)"
-    )
-    parser.add_argument(
-        "--json", default=None, help="also write every member's links here ($DOCTOR_JSON)"
-    )
-    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+    add_report_arguments(parser, "also write every member's links here ($DOCTOR_JSON)")
     args = parser.parse_args(argv)
     env = dict(os.environ if env is None else env)
-    # From the environment, not make's command line: make would expand `$(...)` in a value.
-    image_text = env.get(IMAGE_VARIABLE, "") if args.image is None else args.image
-    json_file = env.get(JSON_VARIABLE, "") if args.json is None else args.json
+    image_text, json_file = report_options(args, env)
     try:
         workers = parallelism(env.get(PARALLELISM_VARIABLE))
         image = parse_image(image_text) if image_text else None
@@ -361,9 +352,7 @@ def main(
     out.write(table(reports))
     out.write(details(reports))
     print(last, file=out)
-    if json_file:
-        document = report_json(args.template, reports)
-        Path(json_file).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    write_json(json_file, report_json(args.template, reports))
     append_summary(env, markdown(args.template, reports, last))
     return status
 

@@ -115,6 +115,34 @@ class _RecordingMonitor(MockMonitor):
         return response
 
 
+def mock_runtime(
+    monitor: MockMonitor,
+    logger: logging.Logger,
+    project: str,
+    stack: str,
+    config: Mapping[str, str],
+    dry_run: bool,
+    organization: str = ORGANIZATION,
+) -> None:
+    """Pulumi's runtime set up to run a program against `monitor`, as `set_mocks` does but
+    without creating the root stack: `run_in_stack` creates it, as under the language host."""
+    pulumi.runtime.settings.reset_options()
+    pulumi.runtime.set_all_config(dict(config))
+    features = monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures  # type: ignore[no-untyped-call]
+    pulumi.runtime.settings.configure(
+        MockSettings(  # type: ignore[no-untyped-call]
+            monitor=monitor,
+            monitor_features=set(features),
+            engine=MockEngine(logger),
+            project=project,
+            stack=stack,
+            dry_run=dry_run,
+            organization=organization,
+            callbacks=None,
+        )
+    )
+
+
 def run_program(
     stack: str,
     config: Mapping[str, str],
@@ -125,24 +153,10 @@ def run_program(
 ) -> tuple[Declared, ...]:
     """Run the program for `stack` with `config` (as the CLI hands it) under mocks, as a
     preview, and return what it registered (the root stack left out)."""
-    pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_all_config(dict(config))
     monitor = _RecordingMonitor(_Mocks(account_id, upstream))
     logger = logging.getLogger(f"ecr-ptc-adopt-{stack}")
     logger.propagate = False
-    features = monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures  # type: ignore[no-untyped-call]
-    pulumi.runtime.settings.configure(
-        MockSettings(  # type: ignore[no-untyped-call]
-            monitor=monitor,
-            monitor_features=set(features),
-            engine=MockEngine(logger),
-            project=project,
-            stack=stack,
-            dry_run=True,
-            organization=ORGANIZATION,
-            callbacks=None,
-        )
-    )
+    mock_runtime(monitor, logger, project, stack, config, dry_run=True)
     loop = asyncio.new_event_loop()
     try:
         asyncio.set_event_loop(loop)

@@ -15,18 +15,16 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.mocks import (
     MockCallArgs,
-    MockEngine,
     MockMonitor,
     MockResourceArgs,
-    MockSettings,
 )
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.inputs.errors import ConfigError
+from scripts.adopt_program import mock_runtime
 from scripts.stack_files import PROJECT_DIR, cli_config
 
 __all__ = ["PROJECT_DIR", "cli_config"]
@@ -176,28 +174,12 @@ def run_like_language_host(
     failure the way it does: a pulumi.RunError as its message alone (exit 1), anything else as
     "Program failed with an unhandled exception" and a traceback (exit 32). Raises
     ProgramFailed, caused by the program's own error, when the program fails."""
-    pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_all_config(config)
     monitor = RecordingMonitor(mocks)
     errors = _Errors()
     logger = logging.getLogger(f"ecr-ptc-test-{id(errors)}")
     logger.propagate = False
     logger.addHandler(errors)
-    # As set_mocks does, without creating the root stack: run_in_stack creates it, as under
-    # the language host.
-    features = monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures  # type: ignore[no-untyped-call]
-    pulumi.runtime.settings.configure(
-        MockSettings(  # type: ignore[no-untyped-call]
-            monitor=monitor,
-            monitor_features=set(features),
-            engine=MockEngine(logger),
-            project=project,
-            stack=stack,
-            dry_run=preview,
-            organization="organization",
-            callbacks=None,
-        )
-    )
+    mock_runtime(monitor, logger, project, stack, config, dry_run=preview)
     run = ProgramRun(mocks, monitor)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

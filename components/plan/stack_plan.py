@@ -158,6 +158,35 @@ def _props(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _role_with_policy(
+    role: str,
+    description: str,
+    trust: Any,
+    permissions: Any,
+    limits: Mapping[str, Any],
+    group: str = MAIN,
+    name: str | None = None,
+) -> list[PlannedResource]:
+    """A role (IAM is global: no region) and its inline policy `<role>-policy`: the cache role,
+    the template role and the alert roles alike."""
+    return [
+        PlannedResource(
+            ROLE,
+            role,
+            None,
+            _props(name=name, description=description, assume_role_policy=trust, **limits),
+            group=group,
+        ),
+        PlannedResource(
+            ROLE_POLICY,
+            f"{role}-policy",
+            None,
+            _props(role=Ref(role, "id"), policy=permissions),
+            group=group,
+        ),
+    ]
+
+
 # --- upstream ------------------------------------------------------------------------------------
 
 _TOO_MANY_ACCOUNTS = (
@@ -405,34 +434,16 @@ def _template_resources(
     role_arn: Ref | None = None
     depends_on: tuple[str, ...] = ()
     if template.needs_role:
-        role, role_policy = f"{group}-role", f"{group}-role-policy"
-        resources.append(
-            PlannedResource(
-                ROLE,
-                role,
-                None,
-                _props(
-                    description=f"Assumed by ECR to create cache repositories in {account_id} "
-                    "from a creation template",
-                    assume_role_policy=canonical_json(template_role_trust_policy()),
-                    **_role_limits(config),
-                ),
-                group=TEMPLATES,
-            )
+        role = f"{group}-role"
+        resources += _role_with_policy(
+            role,
+            f"Assumed by ECR to create cache repositories in {account_id} from a creation template",
+            canonical_json(template_role_trust_policy()),
+            template_role_permissions_text(config, template, account_id),
+            _role_limits(config),
+            group=TEMPLATES,
         )
-        resources.append(
-            PlannedResource(
-                ROLE_POLICY,
-                role_policy,
-                None,
-                _props(
-                    role=Ref(role, "id"),
-                    policy=template_role_permissions_text(config, template, account_id),
-                ),
-                group=TEMPLATES,
-            )
-        )
-        role_arn, depends_on = Ref(role, "arn"), (role_policy,)
+        role_arn, depends_on = Ref(role, "arn"), (f"{role}-policy",)
     lifecycle = lifecycle_policy_text(template)
     filters = [
         {"filter": f, "filter_type": "WILDCARD"}
@@ -478,29 +489,17 @@ def _template_resources(
 
 
 def _cache_role(
-    config: DownstreamConfig, facts: UpstreamFacts, account_id: str, role: str, role_policy: str
+    config: DownstreamConfig, facts: UpstreamFacts, account_id: str, role: str
 ) -> list[PlannedResource]:
     """The role ECR assumes to fill the cache, and its permissions."""
-    return [
-        PlannedResource(
-            ROLE,
-            role,
-            None,
-            _props(
-                name=config.role_name,
-                description="Assumed by ECR pull through cache to copy images from "
-                f"{facts.registry_url}",
-                assume_role_policy=canonical_json(cache_role_trust_policy()),
-                **_role_limits(config),
-            ),
-        ),
-        PlannedResource(
-            ROLE_POLICY,
-            role_policy,
-            None,
-            _props(role=Ref(role, "id"), policy=role_permissions_text(config, facts, account_id)),
-        ),
-    ]
+    return _role_with_policy(
+        role,
+        f"Assumed by ECR pull through cache to copy images from {facts.registry_url}",
+        canonical_json(cache_role_trust_policy()),
+        role_permissions_text(config, facts, account_id),
+        _role_limits(config),
+        name=config.role_name,
+    )
 
 
 # --- alerts --------------------------------------------------------------------------------------
@@ -650,28 +649,13 @@ def plan_alerts(
             _alert_check(
                 alert_role_policy_problems(json.loads(permissions)), "role policy", permissions
             )
-            resources.append(
-                PlannedResource(
-                    ROLE,
-                    role,
-                    None,
-                    _props(
-                        description=f"Assumed by EventBridge to send the alerts of {r.name} to "
-                        f"{bus}",
-                        assume_role_policy=trust,
-                        **limits,
-                    ),
-                    group=ALERTS_GROUP,
-                )
-            )
-            resources.append(
-                PlannedResource(
-                    ROLE_POLICY,
-                    f"{role}-policy",
-                    None,
-                    _props(role=Ref(role, "id"), policy=permissions),
-                    group=ALERTS_GROUP,
-                )
+            resources += _role_with_policy(
+                role,
+                f"Assumed by EventBridge to send the alerts of {r.name} to {bus}",
+                trust,
+                permissions,
+                limits,
+                group=ALERTS_GROUP,
             )
             target_arn, role_arn, needs = bus, Ref(role, "arn"), (f"{role}-policy",)
         sample_target = samples[target_arn] if isinstance(target_arn, Ref) else target_arn
@@ -726,7 +710,8 @@ def plan_downstream(
 ) -> StackPlan:
     check_pairing(facts, config, account_id)
     _check_cache_role(config, account_id)
-    role, role_policy = f"{name}-role", f"{name}-role-policy"
+    role = f"{name}-role"
+    role_policy = f"{role}-policy"
     resources: list[PlannedResource] = []
     role_arn: str | Ref = Ref(role, "arn")
     role_name: str | Ref = Ref(role, "name")
@@ -736,7 +721,7 @@ def plan_downstream(
         role_arn, rule_needs = config.cache_role_arn, ()
         role_name = config.cache_role_arn.rsplit("/", 1)[1]
     else:
-        resources += _cache_role(config, facts, account_id, role, role_policy)
+        resources += _cache_role(config, facts, account_id, role)
     templates: dict[tuple[str, str], str] = {}
     if config.repository_template is not None:
         planned, templates = _template_resources(

@@ -33,7 +33,14 @@ from components.inputs.stack_config import is_fleet_template, resolve_side
 from components.plan.contract import UPSTREAM_OUTPUTS
 from components.plan.stack_plan import PlannedResource, StackPlan
 from scripts.plan import plan_repository
-from scripts.stack_files import PROJECT_DIR, PROJECT_FILE, cli_config, load_yaml, stack_file_config
+from scripts.stack_files import (
+    PROJECT_DIR,
+    PROJECT_FILE,
+    cli_config,
+    load_yaml,
+    short_name,
+    stack_file_config,
+)
 
 MAIN = PROJECT_DIR / "__main__.py"
 ORGANIZATION = "organization"
@@ -223,7 +230,7 @@ def stack_program(
     upstream: dict[str, Any] | None = None
     upstream_stack = str(result.values.get("ecr-ptc:upstreamStack") or "")
     if plan.side == "downstream" and upstream_stack:
-        short = upstream_stack.rsplit("/", 1)[-1]
+        short = short_name(upstream_stack)
         [upstream_plan] = [
             r.plan
             for r in plan_repository(project_dir, [short], backend=backend)

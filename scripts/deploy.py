@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from components.inputs.errors import ConfigError
-from scripts.stack_files import PROJECT_FILE, load_yaml, stack_file, stack_file_config
+from scripts.stack_files import PROJECT_FILE, load_yaml, short_name, stack_file, stack_file_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
@@ -376,7 +376,7 @@ def check_external_upstream(
         if side.name != "downstream":
             continue
         named = str((stack_config(side.stack, project_dir) or {}).get(UPSTREAM_STACK_KEY) or "")
-        if not named or named.rsplit("/", 1)[-1] in upstream_stacks:
+        if not named or short_name(named) in upstream_stacks:
             continue
         status, message = upstream_deployed(side.stack, env, which, run, project_dir)
         if status != DEPLOYED:

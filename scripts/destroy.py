@@ -85,7 +85,7 @@ from scripts.fleet import (
 )
 from scripts.fleet_cli import CliRunner, StackState
 from scripts.fleet_members import is_template, member_stack_pattern
-from scripts.stack_files import PROJECT_FILE, cli_config, load_yaml, stack_names
+from scripts.stack_files import PROJECT_FILE, cli_config, load_yaml, short_name, stack_names
 
 COMMAND = "destroy"
 DONE, FAILED, REFUSED = 0, 1, 2
@@ -108,11 +108,6 @@ def terminal_ask(question: str) -> bool:
 
 
 # ---- what is there -------------------------------------------------------------------------
-
-
-def short(stack: str) -> str:
-    """A stack's name within this project (`organization/ecr-ptc/upstream` -> `upstream`)."""
-    return stack.rsplit("/", 1)[-1]
 
 
 def deployed(existing: Mapping[str, StackState], stack: str) -> bool:
@@ -200,7 +195,7 @@ def other_downstreams(
             continue
         named = str(config.get(UPSTREAM_STACK_KEY) or "")
         by_account = not named and account is not None
-        if short(named) != upstream and not (
+        if short_name(named) != upstream and not (
             by_account and str(config.get(UPSTREAM_ACCOUNT_ID_KEY) or "") == account
         ):
             continue
@@ -228,7 +223,7 @@ def refuse(text: str) -> NoReturn:
 def same_stack(a: str, b: str) -> bool:
     """One stack, named in full (`organization/ecr-ptc/upstream`) or not, in any case: both
     names read one stack file, and a case-insensitive file system holds one state for both."""
-    return short(a).casefold() == short(b).casefold()
+    return short_name(a).casefold() == short_name(b).casefold()
 
 
 def check_side(
@@ -244,11 +239,11 @@ def check_side(
     file the config is from (default: the stack's own)."""
     raw = cli_config(config or {}, project_dir)
     try:
-        found = keys.resolve_side(raw, short(stack))
+        found = keys.resolve_side(raw, short_name(stack))
     except ConfigError as err:
         refuse(f"{what} {stack!r} is not known to be {ARTICLE[side]} {side} stack: {err}")
     if found != side:
-        where = source or (PROJECT_FILE if config is None else f"Pulumi.{short(stack)}.yaml")
+        where = source or (PROJECT_FILE if config is None else f"Pulumi.{short_name(stack)}.yaml")
         how = (
             f"{keys.SIDE.full}: {raw[keys.SIDE.full]} in {where}"
             if raw.get(keys.SIDE.full)
@@ -266,7 +261,7 @@ def check_reads(
     """`stack` reads `upstream`: its `ecr-ptc:upstreamStack` names it (in full or not), or,
     without one, its `ecr-ptc:upstreamAccountId` is the upstream stack's account (`account`, the
     upstream credentials', which the upstream stack file's pin was checked against)."""
-    file = f"Pulumi.{short(stack)}.yaml"
+    file = f"Pulumi.{short_name(stack)}.yaml"
     named = str(config.get(UPSTREAM_STACK_KEY) or "")
     valid = (
         f"valid is {UPSTREAM_STACK_KEY} naming UPSTREAM_STACK {upstream!r} (in full or not), or "
@@ -304,7 +299,7 @@ def read_as_upstream(project_dir: Path) -> dict[str, str]:
         except ConfigError:
             continue
         if named:
-            found.setdefault(short(named).casefold(), name)
+            found.setdefault(short_name(named).casefold(), name)
     return found
 
 
@@ -496,7 +491,7 @@ class Teardown:
         accounts = check_credentials(self.sides, self.whoami, COMMAND)
         # Each stack's file is Pulumi.<its name in the project>.yaml, whether it is named in
         # full (organization/ecr-ptc/upstream) or not: a full name must not skip its pin.
-        pinned = [replace(side, stack=short(side.stack)) for side in self.sides]
+        pinned = [replace(side, stack=short_name(side.stack)) for side in self.sides]
         check_accounts(pinned, accounts, COMMAND, self.project_dir)
         self.check_stacks(accounts["upstream"])
         # The fleet step's settings, checked now rather than after the downstream stack went.
@@ -521,8 +516,8 @@ class Teardown:
         inventory = take_inventory(
             runner,
             existing,
-            short(self.downstream.stack),
-            short(self.upstream.stack),
+            short_name(self.downstream.stack),
+            short_name(self.upstream.stack),
             self.template,
             project,
             self.project_dir,
@@ -539,7 +534,7 @@ class Teardown:
         check_side(
             "UPSTREAM_STACK",
             upstream,
-            stack_config(short(upstream), self.project_dir),
+            stack_config(short_name(upstream), self.project_dir),
             "upstream",
             self.project_dir,
         )
@@ -555,10 +550,10 @@ class Teardown:
                 )
             if what == "TEMPLATE" and same_stack(stack, self.downstream.stack):
                 continue
-            config = stack_config(short(stack), self.project_dir)
+            config = stack_config(short_name(stack), self.project_dir)
             if config is None:
                 refuse(
-                    f"{what} {stack!r} has no stack file here (Pulumi.{short(stack)}.yaml): "
+                    f"{what} {stack!r} has no stack file here (Pulumi.{short_name(stack)}.yaml): "
                     f"without it, that it is a downstream of UPSTREAM_STACK {upstream!r} cannot "
                     "be checked; valid is a downstream stack file of this project that reads it"
                 )
@@ -570,7 +565,7 @@ class Teardown:
         read as their upstream by the stack files here, or on the upstream side as the program
         decides it (a member's config is its stack file's, or else the template's)."""
         upstreams = read_as_upstream(self.project_dir)
-        template = stack_config(short(self.template), self.project_dir) or {}
+        template = stack_config(short_name(self.template), self.project_dir) or {}
         for stack in sorted(inventory.ours()):
             what = (
                 "DOWNSTREAM_STACK"
@@ -594,7 +589,7 @@ class Teardown:
             if own is not None:
                 check_side(what, stack, own, "downstream", self.project_dir)
             else:
-                source = f"Pulumi.{short(self.template)}.yaml, its template"
+                source = f"Pulumi.{short_name(self.template)}.yaml, its template"
                 check_side(what, stack, template, "downstream", self.project_dir, source)
 
     def show(
@@ -810,7 +805,9 @@ class Teardown:
     def again(self, account: str) -> str:
         """The command line of this teardown, confirmed."""
         template = (
-            "" if self.template == short(self.downstream.stack) else f" TEMPLATE={self.template}"
+            ""
+            if self.template == short_name(self.downstream.stack)
+            else f" TEMPLATE={self.template}"
         )
         return (
             f"make destroy UPSTREAM_STACK={self.upstream.stack} "
@@ -899,7 +896,7 @@ def main(
             Side("upstream", args.upstream_stack, env.get("UPSTREAM_AWS_PROFILE") or None),
             Side("downstream", args.downstream_stack, env.get("DOWNSTREAM_AWS_PROFILE") or None),
         ],
-        template=args.template or short(args.downstream_stack),
+        template=args.template or short_name(args.downstream_stack),
         env=env,
         confirm=env.get("CONFIRM") or None,
         yes=env.get("YES") == "1",

@@ -59,7 +59,13 @@ from scripts.doctor_checks import (
     upstream_repository,
 )
 from scripts.doctor_policies import BROKEN, OK, UNKNOWN
-from scripts.stack_files import PROJECT_DIR, cli_config, stack_file_config, stack_names
+from scripts.stack_files import (
+    PROJECT_DIR,
+    cli_config,
+    short_name,
+    stack_file_config,
+    stack_names,
+)
 
 SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 IMAGE_VARIABLE = "IMAGE"
@@ -85,7 +91,7 @@ def upstream_of(
         return upstreams[stack]
     from scripts.plan import plan_repository
 
-    short = stack.rsplit("/", 1)[-1]
+    short = short_name(stack)
     if short not in stack_names(project_dir):
         raise ConfigError(
             UPSTREAM_STACK.full,

@@ -28,7 +28,7 @@ from typing import Any
 
 from scripts.deploy import state_backend
 from scripts.fleet_members import PREVIEW, Member
-from scripts.stack_files import PROJECT_FILE, cli_yaml_text, load_yaml
+from scripts.stack_files import PROJECT_FILE, cli_yaml_text, load_yaml, short_name
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLICY_PACK = "policy"
@@ -412,7 +412,7 @@ class CliRunner:
             stdout, _ = self.cli(["stack", "ls", "--json"], work_dir)
         found = {}
         for entry in json.loads(stdout or "[]"):
-            name = str(entry.get("name", "")).rsplit("/", 1)[-1]
+            name = short_name(str(entry.get("name", "")))
             found[name] = StackState(
                 name, entry.get("updateInProgress"), entry.get("resourceCount")
             )
@@ -447,7 +447,7 @@ class CliRunner:
             self.cli(["cancel", "--yes", "--stack", stack], work_dir, stack, cleanup=True)
 
     def outputs(self, stack: str) -> dict[str, Any]:
-        with self.workspace(stack.rsplit("/", 1)[-1]) as work_dir:
+        with self.workspace(short_name(stack)) as work_dir:
             stdout, _ = self.cli(["stack", "output", "--json", "--stack", stack], work_dir)
         outputs = json.loads(stdout or "{}")
         return outputs if isinstance(outputs, dict) else {}

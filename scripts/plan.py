@@ -40,7 +40,14 @@ from components.plan.contract import UpstreamFacts
 from components.plan.stack_plan import DOCUMENT_PROPERTIES, PlannedResource, Ref, RefText, StackPlan
 from components.rules.aws_names import SIZING_ACCOUNT_ID
 from scripts.deploy import check_upstream_organization, state_backend
-from scripts.stack_files import PROJECT_DIR, cli_config, qualify, stack_file_config, stack_names
+from scripts.stack_files import (
+    PROJECT_DIR,
+    cli_config,
+    qualify,
+    short_name,
+    stack_file_config,
+    stack_names,
+)
 
 
 class UpstreamNotHereError(ConfigError):
@@ -113,7 +120,7 @@ def _upstream(
     stack = config.upstream_stack
     assert stack is not None, "config parsing guarantees an upstream"
     check_upstream_organization(stack, backend)
-    short = stack.rsplit("/", 1)[-1]
+    short = short_name(stack)
     if short in refused:
         raise ConfigError(
             UPSTREAM_STACK.full,

@@ -90,10 +90,15 @@ def qualify(key: str) -> str:
     return key if ":" in key else f"{NAMESPACE}:{key}"
 
 
+def short_name(stack: str) -> str:
+    """A stack's name within this project (`organization/ecr-ptc/upstream` -> `upstream`)."""
+    return stack.rsplit("/", 1)[-1]
+
+
 def stack_file(project_dir: Path, stack: str) -> Path:
     """Pulumi.<name>.yaml of a stack, named in full (`organization/project/name`) or not: the CLI
     keeps a stack's config in the file of its name alone."""
-    return project_dir / f"{STACK_FILE_PREFIX}{stack.rsplit('/', 1)[-1]}.yaml"
+    return project_dir / f"{STACK_FILE_PREFIX}{short_name(stack)}.yaml"
 
 
 def stack_names(project_dir: Path = PROJECT_DIR) -> list[str]:

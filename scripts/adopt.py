@@ -349,10 +349,12 @@ def adopt_stack(
     pinned = allowed_accounts(stack, project_dir)
     actual: str | None = None
     backend = state_backend(env, project_dir)
+    program: StackProgram | None = None
     if pinned:
         # A refused stack file is the stack's problem, whatever the credentials: say it first.
+        # The account is the pinned one (checked below), so this run of the program serves.
         try:
-            stack_program(stack, pinned[0], project_dir, backend)
+            program = stack_program(stack, pinned[0], project_dir, backend)
         except ConfigError as error:
             print(f"make adopt: stack {stack}: {error}", file=err)
             return REFUSED
@@ -368,7 +370,8 @@ def adopt_stack(
                 file=err,
             )
             return COULD_NOT_CHECK
-        program = stack_program(stack, actual, project_dir, backend)
+        if program is None or program.plan.account_id != actual:
+            program = stack_program(stack, actual, project_dir, backend)
         findings = assess(program, account)
     except ConfigError as error:
         print(f"make adopt: stack {stack}: {error}", file=err)

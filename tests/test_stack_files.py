@@ -23,6 +23,7 @@ from scripts.stack_files import (
     load_yaml,
     stack_file_config,
 )
+from tests.pulumi_run import FIXTURES
 
 
 def project(tmp_path: Path, **files: bytes) -> Path:
@@ -245,7 +246,7 @@ def test_nesting_up_to_the_limit_and_a_few_aliases_are_read(tmp_path: Path) -> N
 def test_a_blank_value_is_unset_as_under_the_cli(tmp_path: Path) -> None:
     """`key:`, `~` and `null` reach the program as "" (the CLI warns it treats them so), which
     it reads as unset: a blank repositoryPrefix shares every repository, as under the CLI."""
-    text = (PROJECT_DIR / "Pulumi.upstream.yaml").read_text()
+    text = (FIXTURES / "Pulumi.upstream.yaml").read_text()
     blank = text.replace("ecr-ptc:repositoryPrefix: golden", "ecr-ptc:repositoryPrefix:")
     assert blank != text
     directory = project(tmp_path, upstream=blank.encode())
@@ -261,11 +262,11 @@ def test_a_blank_value_is_unset_as_under_the_cli(tmp_path: Path) -> None:
 def test_top_level_scalars_are_typed_as_under_the_pinned_cli(tmp_path: Path) -> None:
     """The CLI (3.88 on) decodes a top-level value into a Go `any` too: `True` is the boolean
     true, and an unquoted 012345678901 the number 12345678901, which is no account ID."""
-    upstream = (PROJECT_DIR / "Pulumi.upstream.yaml").read_text() + (
+    upstream = (FIXTURES / "Pulumi.upstream.yaml").read_text() + (
         "  ecr-ptc:manageRegistryPolicyScope: True\n"
     )
     downstream = (
-        (PROJECT_DIR / "Pulumi.downstream.yaml")
+        (FIXTURES / "Pulumi.downstream.yaml")
         .read_text()
         .replace(
             "ecr-ptc:upstreamStack: organization/ecr-ptc/upstream",
